@@ -1,0 +1,47 @@
+# image-cri-shim: set up, test, demo.
+#   make setup   .venv/ with the project installed (and, as root, Debian's containerd,
+#                docker-registry and htpasswd for the sandbox node)
+#   make test    set up, then run the whole trial suite
+#   make demo    set up, then run the shim on a local sandbox node until Ctrl-C
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+APT_PACKAGES := containerd docker-registry apache2-utils protobuf-compiler
+TEST_DEPS := hypothesis
+
+.PHONY: setup test demo system-packages protos clean
+
+setup: system-packages $(VENV)/.installed
+
+system-packages:
+	@missing=""; \
+	for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing Debian packages:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  else \
+	    echo "note: missing Debian packages:$$missing (run as root to install them; the end-to-end tests skip without them)"; \
+	  fi; \
+	fi
+
+$(VENV)/.installed: setup.py $(wildcard proto/runtime/*/api.proto cri_shim/*.py twisted/plugins/*.py)
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip setuptools wheel
+	$(PY) -m pip install -q grpcio-tools $(TEST_DEPS)
+	$(PY) setup.py -q build_protos
+	$(PY) -m pip install -q --no-build-isolation .
+	touch $@
+
+protos:
+	$(PY) setup.py -q build_protos
+
+test: setup
+	$(PY) -m twisted.trial --temp-directory=/tmp/ics-trial tests
+
+demo: setup
+	$(PY) -m cri_shim.demo
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info cri_shim/_proto _trial_temp twisted/plugins/dropin.cache

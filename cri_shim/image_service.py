@@ -1,0 +1,245 @@
+# -*- test-case-name: tests.test_image_service -*-
+"""
+[worker threads] The ImageService calls the shim rewrites: C{PullImage},
+C{ImageStatus} and C{RemoveImage}, for one CRI API version.
+
+Each call reads the current snapshot once, decides with L{cri_shim.rewrite},
+and calls the runtime on the same thread.  Only a cold PullImage lookup
+reaches the reactor (L{cri_shim.resolver}, through C{blockingCallFromThread});
+ImageStatus and RemoveImage never touch the network or the reactor.
+"""
+
+import grpc
+from google.protobuf.message import DecodeError
+from twisted.logger import Logger
+
+from cri_shim import methods, reference, rewrite
+from cri_shim.upstream import Abort, thd_metadata, thd_timeout
+
+_NOT_PRESENT = "(not present)"
+
+
+class ImageService:
+    """
+    :param package: the CRI package, C{"runtime.v1"} or C{"runtime.v1alpha2"}.
+    :param upstream: the L{cri_shim.upstream.Upstream}.
+    :param holder: the L{cri_shim.snapshot.SnapshotHolder}.
+    :param resolve: a blocking callable C{(snapshot, ref, exclude)} returning
+        a L{rewrite.Decision} (the thread bridge to the resolver).
+    """
+
+    log = Logger()
+
+    def __init__(self, package, upstream, holder, resolve):
+        self._api = methods.API[package]
+        self._package = package
+        self._holder = holder
+        self._resolve = resolve
+        self._status = upstream.unary(methods.path(package, "ImageService", "ImageStatus"))
+        self._pull = upstream.unary(methods.path(package, "ImageService", "PullImage"))
+        self._remove = upstream.unary(methods.path(package, "ImageService", "RemoveImage"))
+
+    def handlers(self):
+        """
+        :return: a dict of method path to C{grpc.RpcMethodHandler}.
+        """
+        return {
+            methods.path(self._package, "ImageService", name):
+                grpc.unary_unary_rpc_method_handler(self._guarded(getattr(self, name)))
+            for name in methods.REWRITTEN
+        }
+
+    def _guarded(self, method):
+        def handler(request, context):
+            try:
+                return method(request, context)
+            except Abort as abort:
+                abort.apply(context)
+            except Exception:
+                self.log.failure("{method} failed inside the shim", method=method.__name__)
+                context.abort(grpc.StatusCode.INTERNAL,
+                              "image-cri-shim internal error; see the shim's log")
+        return handler
+
+    # -- the rewritten calls -------------------------------------------------
+
+    def ImageStatus(self, raw, context):
+        """
+        Report the image under the first name the runtime has it by.
+        """
+        request = self._parse(self._api.ImageStatusRequest, raw)
+        ref = _parse_name(request.image.image)
+        if ref is None:
+            return self._call(self._status, raw, context)
+        snapshot = self._holder.current
+        found, response, cache_hit = self._find_local(snapshot, ref, request, raw, context)
+        self._log_decision("ImageStatus", request.image.image, found or _NOT_PRESENT,
+                           None, cache_hit, "local")
+        return response
+
+    def RemoveImage(self, raw, context):
+        """
+        Remove the image under the name ImageStatus would report it by.
+        """
+        request = self._parse(self._api.RemoveImageRequest, raw)
+        name = request.image.image
+        ref = _parse_name(name)
+        if ref is None:
+            return self._call(self._remove, raw, context)
+        snapshot = self._holder.current
+        status_request = self._api.ImageStatusRequest()
+        status_request.image.CopyFrom(request.image)
+        found, _, cache_hit = self._find_local(
+            snapshot, ref, status_request, status_request.SerializeToString(), context)
+        self._log_decision("RemoveImage", name, found or _NOT_PRESENT, None, cache_hit,
+                           "local")
+        if found is None or found == str(ref):
+            return self._call(self._remove, raw, context)
+        request.image.image = found
+        return self._call(self._remove, request.SerializeToString(), context)
+
+    def PullImage(self, raw, context):
+        """
+        Pull from the highest-priority registry that holds the image, with
+        that registry's credentials; on failure, from the next one.
+        """
+        request = self._parse(self._api.PullImageRequest, raw)
+        name = request.image.image
+        ref = _parse_name(name)
+        if ref is None:
+            return self._call_cancellable(self._pull, raw, context)
+        snapshot = self._holder.current
+        decision, cache_hit = self._decide(snapshot, ref)
+        kubelet_sent_auth = request.HasField("auth")
+        failed = set()
+        while True:
+            body = self._pull_body(request, raw, decision, kubelet_sent_auth)
+            try:
+                response = self._call_cancellable(self._pull, body, context)
+            except Abort as abort:
+                if not decision.moved or abort.code == grpc.StatusCode.CANCELLED:
+                    raise
+                snapshot.cache.discard(rewrite.cache_key(ref))
+                failed.add(decision.registry.name)
+                self.log.warn(
+                    "PullImage {original} from {registry} failed ({code}: {details}); "
+                    "trying the next registry", original=name,
+                    registry=decision.registry.name, code=abort.code.name,
+                    details=abort.details)
+                retry = self._resolve(snapshot, ref, frozenset(failed))
+                if not retry.moved:
+                    raise
+                decision, cache_hit = retry, False
+                continue
+            self._log_decision("PullImage", name, _result(decision, name), decision.registry,
+                               cache_hit, decision.source)
+            return response
+
+    # -- helpers ---------------------------------------------------------------
+
+    def _decide(self, snapshot, ref):
+        """
+        :return: C{(decision, cache_hit)}.
+        """
+        decision = rewrite.decide_without_lookup(snapshot.config, ref)
+        if decision is not None:
+            return decision, False
+        cached = snapshot.cache.get(rewrite.cache_key(ref))
+        if cached is not None:
+            return cached, True
+        return self._resolve(snapshot, ref, frozenset()), False
+
+    def _find_local(self, snapshot, ref, request, raw, context):
+        """
+        Ask the runtime for C{ref} under each of its local names in turn.
+
+        :return: C{(found name or None, raw ImageStatusResponse, cache_hit)}.
+        """
+        cached = snapshot.cache.get(rewrite.cache_key(ref))
+        original = str(ref)
+        response = None
+        for name in rewrite.local_names(snapshot.config, ref, cached):
+            if name == original:
+                body = raw
+            else:
+                request.image.image = name
+                body = request.SerializeToString()
+            response = self._call(self._status, body, context)
+            if self._api.ImageStatusResponse.FromString(response).HasField("image"):
+                return name, response, cached is not None
+        return None, response, cached is not None
+
+    def _pull_body(self, request, raw, decision, kubelet_sent_auth):
+        """
+        :return: the PullImageRequest bytes for C{decision}: unchanged when
+            neither name nor credentials change, so unknown fields and all
+            else survive byte for byte.
+        """
+        choice = rewrite.pull_credentials(decision, kubelet_sent_auth)
+        if not decision.moved and choice is rewrite.KEEP:
+            return raw
+        if decision.moved:
+            request.image.image = str(decision.target)
+        if choice is rewrite.REPLACE:
+            request.ClearField("auth")
+            registry = decision.registry
+            credentials = registry.credentials
+            if credentials is not None:
+                request.auth.username = credentials.username
+                request.auth.password = credentials.password.reveal()
+                request.auth.server_address = registry.address.url
+        return request.SerializeToString()
+
+    def _parse(self, message_type, raw):
+        try:
+            return message_type.FromString(raw)
+        except DecodeError as e:
+            raise Abort(grpc.StatusCode.INVALID_ARGUMENT,
+                        "cannot parse {}: {}".format(message_type.DESCRIPTOR.name, e))
+
+    def _call(self, call, body, context):
+        timeout = thd_timeout(context, self._holder.current.config.timeout)
+        try:
+            return call(body, timeout=timeout, metadata=thd_metadata(context))
+        except grpc.RpcError as error:
+            raise Abort.from_rpc_error(error)
+
+    def _call_cancellable(self, call, body, context):
+        """
+        Like L{_call}, but the runtime's call is cancelled when the caller
+        cancels (a pull can take minutes).
+        """
+        timeout = thd_timeout(context, self._holder.current.config.timeout)
+        future = call.future(body, timeout=timeout, metadata=thd_metadata(context))
+        context.add_callback(future.cancel)
+        try:
+            return future.result()
+        except grpc.FutureCancelledError:
+            raise Abort(grpc.StatusCode.CANCELLED, "cancelled by the caller")
+        except grpc.RpcError as error:
+            raise Abort.from_rpc_error(error)
+
+    def _log_decision(self, action, original, result, registry, cache_hit, source):
+        self.log.info(
+            "{action} {original} -> {result} (registry={registry}, cache_hit={cache_hit}, "
+            "source={source})", action=action, original=original, result=result,
+            registry=registry.name if registry is not None else "-",
+            cache_hit=cache_hit, source=source)
+
+
+def _parse_name(name):
+    """
+    :return: the L{reference.Reference} to rewrite, or C{None} for names
+        relayed as they are (image IDs, and what does not parse: the runtime
+        gives its own answer).
+    """
+    if not name or reference.is_image_id(name):
+        return None
+    try:
+        return reference.parse(name)
+    except reference.InvalidReference:
+        return None
+
+
+def _result(decision, name):
+    return str(decision.target) if decision.moved else name

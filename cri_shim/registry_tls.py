@@ -1,0 +1,95 @@
+# -*- test-case-name: tests.test_registry_tls -*-
+"""
+TLS for registry probes: verified by default against the system trust store
+(hostname checked by service-identity); per registry, a CA file, a client
+certificate, or — only when configured for that registry — no verification.
+"""
+
+from OpenSSL import SSL
+from twisted.internet.interfaces import IOpenSSLClientConnectionCreator
+from twisted.internet.ssl import (
+    Certificate,
+    PrivateCertificate,
+    optionsForClientTLS,
+    trustRootFromCertificates,
+)
+from twisted.web.iweb import IPolicyForHTTPS
+from zope.interface import implementer
+
+from cri_shim.config import TLS
+
+
+@implementer(IPolicyForHTTPS)
+class RegistryTLSPolicy:
+    """
+    Chooses the TLS settings for a connection by the registry it goes to.
+
+    :param holder: the L{cri_shim.snapshot.SnapshotHolder} whose current
+        configuration names the registries.
+    """
+
+    def __init__(self, holder):
+        self._holder = holder
+        self._generation = None
+        self._creators = {}
+
+    def creatorForNetloc(self, hostname, port):
+        snapshot = self._holder.current
+        if snapshot.generation != self._generation:
+            self._creators = {}
+            self._generation = snapshot.generation
+        host = hostname.decode("ascii") if isinstance(hostname, bytes) else hostname
+        key = (host, port)
+        creator = self._creators.get(key)
+        if creator is None:
+            creator = self._creators[key] = _creator(host, _settings(snapshot.config, host, port))
+        return creator
+
+
+def _settings(config, host, port):
+    for registry in config.registries:
+        address = registry.address
+        if address.scheme == "https" and (address.hostname, address.port) == (host, port):
+            return registry.tls
+    return TLS()
+
+
+def _creator(host, tls):
+    if tls.insecure_skip_verify:
+        return _Unverified(host)
+    options = {}
+    if tls.ca_file:
+        options["trustRoot"] = trustRootFromCertificates(_certificates(tls.ca_file))
+    if tls.cert_file:
+        with open(tls.cert_file, "rb") as cert, open(tls.key_file, "rb") as key:
+            options["clientCertificate"] = PrivateCertificate.loadPEM(cert.read() + b"\n" + key.read())
+    return optionsForClientTLS(host, **options)
+
+
+def _certificates(path):
+    with open(path, "rb") as f:
+        data = f.read()
+    marker = b"-----END CERTIFICATE-----"
+    blocks = [block + marker for block in data.split(marker) if b"-----BEGIN" in block]
+    if not blocks:
+        raise ValueError("{}: no PEM certificate found".format(path))
+    return [Certificate.loadPEM(block) for block in blocks]
+
+
+@implementer(IOpenSSLClientConnectionCreator)
+class _Unverified:
+    """
+    TLS without certificate verification (C{insecureSkipVerify}), still
+    sending the server name.
+    """
+
+    def __init__(self, host):
+        self._host = host.encode("idna")
+        self._context = SSL.Context(SSL.TLS_METHOD)
+        self._context.set_verify(SSL.VERIFY_NONE, lambda *args: True)
+
+    def clientConnectionForTLS(self, tlsProtocol):
+        connection = SSL.Connection(self._context, None)
+        connection.set_app_data(tlsProtocol)
+        connection.set_tlsext_host_name(self._host)
+        return connection

@@ -1,0 +1,129 @@
+# -*- test-case-name: tests.test_rewrite -*-
+"""
+The rewrite decision, pure: which registries may hold an image, what the
+image is called there, and which credentials a pull may carry.
+
+No Twisted, no protobuf: L{cri_shim.resolver} asks the candidates named here,
+and L{cri_shim.image_service} applies the result to CRI messages.
+"""
+
+import attr
+
+#: Decision sources, as logged.
+CONFIGURED = "configured"       # the image already names a configured registry
+PROBE = "probe"                 # a registry answered that it holds the image
+NOBODY = "nobody"               # no candidate holds it: not rewritten
+NO_REGISTRIES = "no-registries"  # nothing configured could hold it
+
+
+@attr.s(frozen=True, slots=True)
+class Candidate:
+    """
+    A registry that may hold an image, and the image's name there.
+    """
+
+    registry = attr.ib()
+    target = attr.ib()
+
+
+@attr.s(frozen=True, slots=True)
+class Decision:
+    """
+    The outcome of a rewrite lookup.
+
+    :ivar original: the L{cri_shim.reference.Reference} kubelet asked for.
+    :ivar target: the rewritten reference, or C{None} when not moved.
+    :ivar registry: the configured registry whose credentials apply, or
+        C{None}.
+    :ivar source: one of the module's decision sources.
+    :ivar tried: names of the registries asked, in order.
+    """
+
+    original = attr.ib()
+    target = attr.ib()
+    registry = attr.ib()
+    source = attr.ib()
+    tried = attr.ib(default=())
+
+    @property
+    def moved(self):
+        """
+        Whether the image is pulled from another name than it was asked by.
+        """
+        return self.target is not None
+
+
+def candidates(config, ref, exclude=()):
+    """
+    :param config: a L{cri_shim.config.Config}.
+    :param ref: a parsed L{cri_shim.reference.Reference}.
+    :param exclude: registry names to leave out (they already failed).
+    :return: the L{Candidate}s in failover order.
+    """
+    return tuple(
+        Candidate(registry, ref.moved(registry.address.host, registry.address.prefix))
+        for registry in config.registries
+        if registry.name not in exclude and registry.serves(ref)
+    )
+
+
+def decide_without_lookup(config, ref):
+    """
+    The decisions that need no registry to be asked.
+
+    :return: a L{Decision}, or C{None} when the registries must be asked.
+    """
+    registry = config.registry_for(ref)
+    if registry is not None:
+        return Decision(ref, None, registry, CONFIGURED)
+    if not candidates(config, ref):
+        return Decision(ref, None, None, NO_REGISTRIES)
+    return None
+
+
+def cache_key(ref):
+    """
+    :return: the cache key of an image: its normalised name, so that
+        C{nginx} and C{docker.io/library/nginx:latest} share an entry.
+    """
+    return str(ref.with_default_tag())
+
+
+def local_names(config, ref, cached=None):
+    """
+    The names under which the runtime may already hold an image, in the
+    order ImageStatus and RemoveImage look them up: the cached rewrite first
+    (a warm lookup costs one runtime call), then the name as asked, then the
+    name on each candidate registry (so an image pulled earlier through the
+    shim is found even when every registry is unreachable).
+
+    :param cached: the cached L{Decision} for C{ref}, if any.
+    :return: a list of image names without duplicates.
+    """
+    names = []
+    if cached is not None and cached.target is not None:
+        names.append(str(cached.target))
+    names.append(str(ref))
+    if config.registry_for(ref) is None:
+        names.extend(str(candidate.target) for candidate in candidates(config, ref))
+    seen = set()
+    return [name for name in names if not (name in seen or seen.add(name))]
+
+
+# What a pull sends as credentials.
+KEEP = "keep"        # what kubelet sent (possibly nothing)
+REPLACE = "replace"  # the decision's registry's credentials, or none at all
+
+
+def pull_credentials(decision, kubelet_sent_auth):
+    """
+    Choose a pull's credentials.  Kubelet's credentials belong to the
+    registry the image names; they must never reach another one.
+
+    :return: L{KEEP} or L{REPLACE}.
+    """
+    if decision.moved:
+        return REPLACE
+    if decision.registry is not None and not kubelet_sent_auth:
+        return REPLACE
+    return KEEP

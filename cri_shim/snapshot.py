@@ -1,0 +1,55 @@
+# -*- test-case-name: tests.test_snapshot -*-
+"""
+The immutable state the request path reads: one L{Snapshot} per published
+configuration, swapped as a whole by the reactor and read without locks by
+gRPC worker threads.
+"""
+
+import attr
+
+from cri_shim.cache import CacheStats, RewriteCache
+
+
+@attr.s(frozen=True, slots=True)
+class Snapshot:
+    """
+    What a request needs to decide a rewrite.
+
+    :ivar config: the L{cri_shim.config.Config} in force.
+    :ivar cache: the L{RewriteCache} for this configuration only.
+    :ivar generation: increases with every publish; keys single-flight
+        lookups so that a lookup never mixes two configurations.
+    """
+
+    config = attr.ib()
+    cache = attr.ib()
+    generation = attr.ib()
+
+
+class SnapshotHolder:
+    """
+    Holds the current L{Snapshot}.  Only the reactor thread calls
+    L{publish}; any thread reads L{current}.
+
+    :param seconds: a callable returning the time in seconds, for cache
+        expiry (worker threads call it: pass C{reactor.seconds}).
+    """
+
+    def __init__(self, config, seconds):
+        self._seconds = seconds
+        self.stats = CacheStats()
+        self.current = self._build(config, 0)
+
+    def _build(self, config, generation):
+        cache = RewriteCache(config.cache.size, self._seconds, self.stats)
+        return Snapshot(config=config, cache=cache, generation=generation)
+
+    def publish(self, config):
+        """
+        Make C{config} current, with an empty rewrite cache.
+
+        :return: the new L{Snapshot}.
+        """
+        self.stats.invalidations += 1
+        self.current = self._build(config, self.current.generation + 1)
+        return self.current

@@ -1,0 +1,118 @@
+# -*- test-case-name: tests.test_tap -*-
+"""
+The composition root: command-line options and the service tree that
+C{twistd image-cri-shim} runs.  Only this module resolves the global reactor.
+"""
+
+import os
+from functools import partial
+
+from treq.client import HTTPClient
+from twisted.application import service
+from twisted.internet.threads import blockingCallFromThread
+from twisted.logger import Logger, LogLevel
+from twisted.python import usage
+from twisted.web.client import Agent, HTTPConnectionPool
+
+from cri_shim import __version__, config as configuration, methods
+from cri_shim.grpc_server import GrpcServerService, SocketInUse, claim_socket
+from cri_shim.image_service import ImageService
+from cri_shim.passthrough import ProxyHandler
+from cri_shim.probe import Prober
+from cri_shim.registry_tls import RegistryTLSPolicy
+from cri_shim.resolver import Resolver
+from cri_shim.snapshot import SnapshotHolder
+from cri_shim.upstream import Upstream
+
+log = Logger()
+_LEVELS = {"info": LogLevel.info, "warn": LogLevel.warn}
+
+
+class Options(usage.Options):
+    synopsis = "[--config FILE]"
+    longdesc = (
+        "Serve the Kubernetes CRI on a UNIX socket, relay every call to the container "
+        "runtime, and rewrite image pulls to the private or offline registry that holds "
+        "the image, with that registry's credentials.")
+    optParameters = [
+        ["config", "c", configuration.DEFAULT_CONFIG_PATH, "The configuration file."],
+        ["file", "f", None, "Same as --config (the sealos image-cri-shim flag)."],
+    ]
+
+    def opt_version(self):
+        """
+        Print the version and exit.
+        """
+        print("image-cri-shim {}".format(__version__))
+        raise SystemExit(0)
+
+    def postOptions(self):
+        path = self["file"] or self["config"]
+        self["config"] = path
+        try:
+            with open(path, "rb") as f:
+                text = f.read(configuration.MAX_CONFIG_BYTES + 1)
+        except OSError as e:
+            raise usage.UsageError("cannot read the config file {}: {}".format(
+                path, e.strerror or e))
+        try:
+            self["loaded"] = configuration.load(text, source=path)
+        except configuration.ConfigError as e:
+            raise usage.UsageError("invalid config file {}:\n  {}".format(
+                path, "\n  ".join(e.problems)))
+
+
+def runtime_socket(config, exists=os.path.exists):
+    """
+    :return: the runtime's socket path: C{cri}, or the one found.
+    :raise usage.UsageError: when there is none and C{force} is off.
+    """
+    try:
+        path = config.cri or configuration.detect_cri(exists)
+    except configuration.ConfigError as e:
+        raise usage.UsageError(e.problems[0])
+    if path is not None and exists(path):
+        return path
+    if not config.force:
+        raise usage.UsageError(
+            "no CRI socket at {} (is the container runtime running?); set 'force: true' to "
+            "start anyway and wait for it".format(
+                path or ", ".join(configuration.CRI_SOCKETS)))
+    path = path or configuration.CRI_SOCKETS[0]
+    log.warn("no CRI socket at {path} yet; starting anyway (force: true): calls fail with "
+             "UNAVAILABLE until the runtime answers", path=path)
+    return path
+
+
+def makeService(options, reactor=None):
+    """
+    Build the service tree: the gRPC server last, so it stops first.
+    """
+    if reactor is None:
+        from twisted.internet import reactor
+    config, notices = options["loaded"]
+    for notice in notices:
+        log.emit(_LEVELS[notice.level], "{path}: {message}", path=options["config"],
+                 message=notice.message)
+    cri = runtime_socket(config)
+    try:
+        claim_socket(config.shim)
+    except SocketInUse as e:
+        raise usage.UsageError(str(e))
+
+    holder = SnapshotHolder(config, reactor.seconds)
+    agent = Agent(reactor, contextFactory=RegistryTLSPolicy(holder),
+                  pool=HTTPConnectionPool(reactor, persistent=True))
+    resolver = Resolver(Prober(HTTPClient(agent), reactor))
+    upstream = Upstream(cri)
+    resolve = partial(blockingCallFromThread, reactor, resolver.resolve)
+    rewriting = {}
+    for package in methods.API:
+        rewriting.update(ImageService(package, upstream, holder, resolve).handlers())
+    proxy = ProxyHandler(upstream, rewriting, lambda: holder.current.config.timeout)
+
+    root = service.MultiService()
+    root.setName("image-cri-shim")
+    GrpcServerService(config.shim, proxy, upstream, reactor).setServiceParent(root)
+    return root
+
