@@ -10,7 +10,8 @@ _UNITS = {
     "ns": 1e-9, "us": 1e-6, "\u00b5s": 1e-6, "\u03bcs": 1e-6, "ms": 1e-3,
     "s": 1.0, "m": 60.0, "h": 3600.0,
 }
-_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|\u00b5s|\u03bcs|ms|s|m|h)")
+# [0-9], not \d: Go accepts ASCII digits only (\d also matches e.g. Arabic-Indic ones).
+_PART = re.compile(r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)(ns|us|\u00b5s|\u03bcs|ms|s|m|h)")
 # Go stores durations as int64 nanoseconds: about 292 years.
 MAX_SECONDS = (2 ** 63 - 1) / 1e9
 
@@ -43,7 +44,7 @@ def parse_duration(text):
     while position < len(text):
         match = _PART.match(text, position)
         if match is None:
-            if re.match(r"[\d.]+$", text[position:]):
+            if re.match(r"[0-9.]+$", text[position:]):
                 raise DurationError("invalid duration {!r}: missing unit (use e.g. '{}s')"
                                     .format(original, text[position:]))
             raise DurationError("invalid duration {!r}: expected a number followed by one "

@@ -229,14 +229,15 @@ class ImageService:
 
 def _parse_name(name):
     """
-    :return: the L{reference.Reference} to rewrite, or C{None} for names
-        relayed as they are (image IDs, and what does not parse: the runtime
-        gives its own answer).
+    :return: the L{reference.Reference} to rewrite, with the default tag
+        made explicit as the runtime would, or C{None} for names relayed as
+        they are (image IDs, and what does not parse: the runtime gives its
+        own answer).
     """
     if not name or reference.is_image_id(name):
         return None
     try:
-        return reference.parse(name)
+        return reference.parse(name).with_default_tag()
     except reference.InvalidReference:
         return None
 
