@@ -68,13 +68,14 @@ class ImageService:
         Report the image under the first name the runtime has it by.
         """
         request = self._parse(self._api.ImageStatusRequest, raw)
-        ref = _parse_name(request.image.image)
+        name = request.image.image
+        ref = _parse_name(name)
         if ref is None:
             return self._call(self._status, raw, context)
         snapshot = self._holder.current
         found, response, cache_hit = self._find_local(snapshot, ref, request, raw, context)
-        self._log_decision("ImageStatus", request.image.image, found or _NOT_PRESENT,
-                           None, cache_hit, "local")
+        self._log_decision("ImageStatus", name, found or _NOT_PRESENT, None, cache_hit,
+                           "local")
         return response
 
     def RemoveImage(self, raw, context):

@@ -85,6 +85,10 @@ class Resolver:
             for name, reason in errors.items():
                 self.log.warn("registry {registry} could not be asked for {image}: {reason}",
                               registry=name, image=str(ref), reason=reason)
+            if config.debug:
+                self.log.debug("lookup {image}: {answers}", image=str(ref), answers=", ".join(
+                    "{}={}".format(candidate.registry.name, _answer(answers[index]))
+                    for index, candidate in enumerate(found)))
             done.callback(decision)
             # Lower-priority answers no longer matter.
             for probe in probes:
@@ -116,3 +120,6 @@ class Resolver:
         settle()
         return done
 
+
+def _answer(answer):
+    return {True: "has it", False: "no", None: "not waited for"}[answer]

@@ -5,6 +5,13 @@ C{twistd image-cri-shim} runs.  Only this module resolves the global reactor.
 """
 
 import os
+
+# gRPC's core logs routine connection events (GOAWAY on every shutdown) to
+# stderr unless told otherwise; keep its errors only, unless the operator set
+# a level.  This must happen before grpc is imported, hence the imports below
+# it.
+os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+
 from functools import partial
 
 from treq.client import HTTPClient
@@ -12,9 +19,10 @@ from twisted.application import service
 from twisted.internet.threads import blockingCallFromThread
 from twisted.logger import Logger, LogLevel
 from twisted.python import usage
-from twisted.web.client import Agent, HTTPConnectionPool
+from twisted.web.client import Agent, HTTPConnectionPool, _HTTP11ClientFactory
 
 from cri_shim import __version__, config as configuration, methods
+from cri_shim.cache_stats import CacheStatsLogger
 from cri_shim.grpc_server import GrpcServerService, SocketInUse, claim_socket
 from cri_shim.image_service import ImageService
 from cri_shim.passthrough import ProxyHandler
@@ -26,6 +34,15 @@ from cri_shim.upstream import Upstream
 
 log = Logger()
 _LEVELS = {"info": LogLevel.info, "warn": LogLevel.warn}
+
+
+class _QuietFactory(_HTTP11ClientFactory):
+    """
+    The pool's connection factory without a log line per registry
+    connection.
+    """
+
+    noisy = False
 
 
 class Options(usage.Options):
@@ -101,8 +118,9 @@ def makeService(options, reactor=None):
         raise usage.UsageError(str(e))
 
     holder = SnapshotHolder(config, reactor.seconds)
-    agent = Agent(reactor, contextFactory=RegistryTLSPolicy(holder),
-                  pool=HTTPConnectionPool(reactor, persistent=True))
+    pool = HTTPConnectionPool(reactor, persistent=True)
+    pool._factory = _QuietFactory
+    agent = Agent(reactor, contextFactory=RegistryTLSPolicy(holder), pool=pool)
     resolver = Resolver(Prober(HTTPClient(agent), reactor))
     upstream = Upstream(cri)
     resolve = partial(blockingCallFromThread, reactor, resolver.resolve)
@@ -113,6 +131,7 @@ def makeService(options, reactor=None):
 
     root = service.MultiService()
     root.setName("image-cri-shim")
+    CacheStatsLogger(holder, reactor).setServiceParent(root)
     GrpcServerService(config.shim, proxy, upstream, reactor).setServiceParent(root)
     return root
 

@@ -33,6 +33,14 @@ KUBELET_AUTH = ("kubelet-user", "kubelet-secret-pw")
 
 PACKAGES = ("runtime.v1", "runtime.v1alpha2")
 
+#: The exit statuses of a clean stop on SIGTERM.  After a clean shutdown,
+#: twistd ends itself with the signal that stopped the reactor
+#: (twisted.scripts.twistd.runApp calls app._exitWithSignal), so the status
+#: is -SIGTERM, not 0; systemd counts that as a clean exit too.
+CLEAN_STOP_STATUSES = (0, -signal.SIGTERM)
+#: What twistd logs last on a clean shutdown.
+SHUT_DOWN_LINE = "Server Shut Down."
+
 SHIM_START_TIMEOUT = 15.0
 SHIM_STOP_TIMEOUT = 15.0
 #: Deadline of every CRI call a test makes.

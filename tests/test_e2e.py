@@ -19,7 +19,9 @@ import time
 import grpc
 from twisted.trial import unittest
 
-from tests.e2e_support import ALICE, BOB, CALL_TIMEOUT, KUBELET_AUTH, ShimNode, skip_reason
+from tests.e2e_support import (
+    ALICE, BOB, CALL_TIMEOUT, CLEAN_STOP_STATUSES, KUBELET_AUTH, SHUT_DOWN_LINE, ShimNode,
+    skip_reason)
 
 #: A digest no registry holds.
 UNKNOWN_DIGEST = "sha256:" + "0" * 64
@@ -40,6 +42,19 @@ class _NodeMixin:
         reason = skip_reason()
         if reason is not None:
             raise unittest.SkipTest(reason)
+
+    def assertStopsCleanly(self, node):
+        """
+        SIGTERM the shim: it must shut down cleanly and remove its socket.
+
+        :return: its output.
+        """
+        status = node.stop_shim()
+        output = node.shim_log()
+        self.assertIn(status, CLEAN_STOP_STATUSES, output)
+        self.assertIn(SHUT_DOWN_LINE, output)
+        self.assertFalse(os.path.lexists(node.socket))
+        return output
 
     def make_node(self, registries=(ALICE, BOB)):
         """
@@ -343,9 +358,8 @@ class _ImageTests(_NodeMixin):
         self.assertPullFails("{}/library/nothere:v9".format(self.offline.host))
         self.status("nginx:latest")
         self.remove("nginx:latest")
-        self.assertEqual(self.node.stop_shim(), 0)
 
-        log = self.node.shim_log()
+        log = self.assertStopsCleanly(self.node)
         self.assertIn("PullImage", log)
         for secret in self.node.secrets():
             self.assertNotIn(secret, log)
@@ -414,8 +428,8 @@ class _ImageTests(_NodeMixin):
 
     def test_socket_mode_and_clean_stop(self):
         """
-        The shim's socket is mode 0660 while it serves; SIGTERM removes it
-        and the process exits 0.
+        The shim's socket is mode 0660 while it serves; SIGTERM stops the
+        process cleanly (see L{CLEAN_STOP_STATUSES}) and removes the socket.
         """
         self.start()
         mode = os.lstat(self.node.socket).st_mode
@@ -423,8 +437,7 @@ class _ImageTests(_NodeMixin):
         self.assertEqual(stat.S_IMODE(mode), 0o660)
         self.client.Version(self.api.VersionRequest(), timeout=CALL_TIMEOUT)
 
-        self.assertEqual(self.node.stop_shim(), 0)
-        self.assertFalse(os.path.lexists(self.node.socket))
+        self.assertStopsCleanly(self.node)
 
 
 class V1Tests(_ImageTests, unittest.SynchronousTestCase):

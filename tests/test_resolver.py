@@ -5,6 +5,7 @@ caching, single flight, exclusions.
 
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
+from twisted.logger import LogLevel, capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 
 from cri_shim import config, reference, rewrite
@@ -221,3 +222,28 @@ class ResolverTests(SynchronousTestCase):
             ("mirror.example", "mirror.example/a/b"),
             ("quay-mirror.example", "quay-mirror.example/a/b"),
         ])
+
+
+class DebugLogTests(SynchronousTestCase):
+    def lookup_events(self, debug):
+        holder = SnapshotHolder(config.Config(registries=(OFFLINE, MIRROR), debug=debug),
+                                Clock().seconds)
+        prober = FakeProber()
+        with capturedLogs() as events:
+            Resolver(prober).resolve(holder.current, reference.parse("nginx"))
+            prober.answer("sealos.hub:5000", False)
+            prober.answer("mirror.example", True)
+        return [event for event in events if event["log_level"] == LogLevel.debug]
+
+    def test_debug_lists_answers(self):
+        """
+        With C{debug}, each lookup logs every registry's answer.
+        """
+        [event] = self.lookup_events(True)
+        self.assertEqual(event["answers"], "sealos.hub:5000=no, mirror.example=has it")
+
+    def test_quiet_by_default(self):
+        """
+        Without C{debug}, no debug events.
+        """
+        self.assertEqual(self.lookup_events(False), [])
