@@ -8,6 +8,8 @@ key.  Keys match case-insensitively, as in the Go shim (it decodes YAML through
 JSON into Go structs); unknown keys are ignored with a warning naming them.
 """
 
+import re
+
 import attr
 import yaml
 
@@ -27,6 +29,9 @@ MAX_PRIORITY = 10000
 MAX_CONFIG_BYTES = 1024 * 1024
 
 _LEGACY_KEYS = ("image", "version")
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\Z")
+_DNS_SUBDOMAIN = re.compile(r"(?=.{1,253}\Z)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\Z")
+_CONFIGMAP_KEY = re.compile(r"[-._a-zA-Z0-9]{1,253}\Z")
 
 
 class ConfigError(ValueError):
@@ -149,6 +154,18 @@ class Cache:
 
 
 @attr.s(frozen=True, slots=True)
+class ConfigMapSource:
+    """
+    Where the cluster-wide settings live (C{configMap:}).
+    """
+
+    enabled = attr.ib(default=True)
+    namespace = attr.ib(default="kube-system")
+    name = attr.ib(default="image-cri-shim")
+    key = attr.ib(default="registries.yaml")
+
+
+@attr.s(frozen=True, slots=True)
 class Config:
     """
     A validated configuration.
@@ -166,6 +183,7 @@ class Config:
     probe_timeout = attr.ib(default=2.0)
     registries = attr.ib(default=())
     cache = attr.ib(default=Cache())
+    configmap = attr.ib(default=ConfigMapSource())
 
     @property
     def offline(self):
@@ -369,9 +387,10 @@ class _Reader:
 _TLS_KEYS = ("insecureSkipVerify", "caFile", "certFile", "keyFile")
 _TOP_KEYS = (
     "shim", "cri", "address", "auth", "force", "debug", "timeout", "reloadInterval",
-    "offlinePriority", "probeTimeout", "registries", "cache", "mirrorOf",
+    "offlinePriority", "probeTimeout", "registries", "cache", "mirrorOf", "configMap",
 ) + _TLS_KEYS
 _REGISTRY_KEYS = ("address", "auth", "priority", "mirrorOf") + _TLS_KEYS
+_CONFIGMAP_KEYS = ("enabled", "namespace", "name", "key")
 _CACHE_KEYS = ("imageCacheSize", "imageCacheTTL", "negativeCacheTTL", "statsLogInterval",
                "disableStats")
 
@@ -386,6 +405,9 @@ def load(text, source="config"):
     :raise ConfigError: listing every problem found.
     """
     document = _parse_yaml(text, source)
+    if document is not None and not isinstance(document, dict):
+        raise ConfigError(["{}: expected a mapping of settings, got {}".format(
+            source, _kind(document))])
     reader = _Reader()
     config = _read(reader, document)
     if reader.problems:
@@ -404,7 +426,7 @@ def _parse_yaml(text, source):
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as e:
-        raise ConfigError(["{}: invalid YAML: {}".format(source, _one_line(e))])
+        raise ConfigError(["{}: invalid YAML: {}".format(source, _yaml_problem(e))])
     except RecursionError:
         raise ConfigError(["{}: invalid YAML: nested too deeply".format(source)])
 
@@ -415,13 +437,21 @@ def _read(reader, document):
         return Config()
     registries = []
     address = reader.string(top, "address", "address")
+    # Read even without an address, so that a wrong value is reported.
+    offline_priority = reader.priority(top, "offlinePriority", "offlinePriority",
+                                       OFFLINE_PRIORITY)
     if address:
-        offline = _registry(reader, "", top, address, offline=True, priority=reader.priority(
-            top, "offlinePriority", "offlinePriority", OFFLINE_PRIORITY))
+        offline = _registry(reader, "", top, address, offline=True, priority=offline_priority)
         if offline is not None:
             registries.append(offline)
-    elif top.get("auth"):
-        reader.warn("auth: set without an address; ignored")
+    else:
+        # Nothing uses them without an address, but mistakes are still told.
+        unused = [key for key in ("auth", "mirrorOf") + _TLS_KEYS if top.get(key) is not None]
+        reader.credentials(top.get("auth"), "auth")
+        reader.tls(top, "")
+        _mirror_of(reader, top.get("mirrorOf"), "mirrorOf")
+        if unused:
+            reader.warn("{}: set without an address; ignored".format(", ".join(unused)))
     raw_registries = top.get("registries")
     if raw_registries is not None and not isinstance(raw_registries, list):
         reader.problem("registries", "expected a list, got {}".format(_kind(raw_registries)))
@@ -474,7 +504,25 @@ def _read(reader, document):
             stats_interval=0.0 if disable_stats else stats_interval,
             disable_stats=disable_stats,
         ),
+        configmap=_configmap(reader, top.get("configMap")),
     )
+
+
+def _configmap(reader, value):
+    section = reader.mapping(value, "configMap", _CONFIGMAP_KEYS)
+    if section is None:
+        return ConfigMapSource()
+    default = ConfigMapSource()
+    values = {"enabled": reader.boolean(section, "enabled", "configMap.enabled", True)}
+    for name, pattern in (("namespace", _DNS_LABEL), ("name", _DNS_SUBDOMAIN),
+                          ("key", _CONFIGMAP_KEY)):
+        key = "configMap." + name
+        text = reader.string(section, name, key, getattr(default, name))
+        if not pattern.match(text):
+            reader.problem(key, "{!r} is not a valid {}".format(text, name))
+            text = getattr(default, name)
+        values[name] = text
+    return ConfigMapSource(**values)
 
 
 def _registry(reader, key, section, address, priority, offline=False):
@@ -574,5 +622,13 @@ def _describe(value):
     return _kind(value)
 
 
-def _one_line(error):
+def _yaml_problem(error):
+    """
+    Describe a YAML error by its problem and position only: PyYAML's own
+    message quotes the offending line, which may hold a password.
+    """
+    mark = getattr(error, "problem_mark", None)
+    problem = getattr(error, "problem", None)
+    if mark is not None and problem:
+        return "{} (line {}, column {})".format(problem, mark.line + 1, mark.column + 1)
     return " ".join(str(error).split())

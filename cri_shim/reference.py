@@ -442,7 +442,9 @@ def parse_registry_address(text):
         raise _address_error(text, "a query or fragment is not allowed")
     netloc, _, prefix = rest.partition("/")
     if "@" in netloc:
-        raise _address_error(text, "user information is not allowed")
+        # Never echo the user information: it may be a password.
+        shown = text.replace(netloc, "<redacted>@" + netloc.rpartition("@")[2], 1)
+        raise _address_error(shown, "user information is not allowed")
     if not netloc:
         raise _address_error(text, "empty host")
     match = _DOMAIN.fullmatch(netloc)

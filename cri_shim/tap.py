@@ -79,19 +79,25 @@ class Options(usage.Options):
                 path, "\n  ".join(e.problems)))
 
 
+class StartupError(Exception):
+    """
+    The shim cannot start as configured; the message says why.
+    """
+
+
 def runtime_socket(config, exists=os.path.exists):
     """
     :return: the runtime's socket path: C{cri}, or the one found.
-    :raise usage.UsageError: when there is none and C{force} is off.
+    :raise StartupError: when there is none and C{force} is off.
     """
     try:
         path = config.cri or configuration.detect_cri(exists)
     except configuration.ConfigError as e:
-        raise usage.UsageError(e.problems[0])
+        raise StartupError(e.problems[0])
     if path is not None and exists(path):
         return path
     if not config.force:
-        raise usage.UsageError(
+        raise StartupError(
             "no CRI socket at {} (is the container runtime running?); set 'force: true' to "
             "start anyway and wait for it".format(
                 path or ", ".join(configuration.CRI_SOCKETS)))
@@ -104,6 +110,8 @@ def runtime_socket(config, exists=os.path.exists):
 def makeService(options, reactor=None):
     """
     Build the service tree: the gRPC server last, so it stops first.
+
+    :raise SystemExit: with a one-line reason when the shim cannot start.
     """
     if reactor is None:
         from twisted.internet import reactor
@@ -111,11 +119,12 @@ def makeService(options, reactor=None):
     for notice in notices:
         log.emit(_LEVELS[notice.level], "{path}: {message}", path=options["config"],
                  message=notice.message)
-    cri = runtime_socket(config)
     try:
+        cri = runtime_socket(config)
         claim_socket(config.shim)
-    except SocketInUse as e:
-        raise usage.UsageError(str(e))
+    except (StartupError, SocketInUse) as e:
+        # twistd prints a traceback for anything but SystemExit here.
+        raise SystemExit("image-cri-shim: {}".format(e))
 
     holder = SnapshotHolder(config, reactor.seconds)
     pool = HTTPConnectionPool(reactor, persistent=True)

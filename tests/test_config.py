@@ -159,6 +159,24 @@ class SampleFileTests(SynchronousTestCase):
                          ("admin", "syncpass"))
         self.assertIsNone(_by_name(loaded, "public.example.com").credentials)
 
+    def test_shipped_example(self):
+        """
+        The example configuration shipped in C{conf/} loads without a
+        notice, and the defaults it spells out are the real defaults.
+        """
+        example = FilePath(__file__).parent().parent().descendant(
+            ["conf", "image-cri-shim.yaml"])
+        loaded, notices = config.load(example.getContent(), source=example.path)
+        self.assertEqual(notices, [])
+        self.assertEqual(_names(loaded), [
+            ("sealos.hub:5000", 1000), ("mirror.example.com", 600),
+            ("public.example.com", 500)])
+        self.assertEqual(
+            (loaded.shim, loaded.timeout, loaded.reload_interval, loaded.probe_timeout,
+             loaded.cache),
+            (Config().shim, Config().timeout, Config().reload_interval,
+             Config().probe_timeout, Config().cache))
+
     def test_all_keys(self):
         """
         A file setting every key gives exactly the configuration it says,
@@ -470,6 +488,16 @@ class CredentialsTests(SynchronousTestCase):
         """
         self.assertEqual(_notices("auth: admin:passw0rd"),
                          [("warn", "auth: set without an address; ignored")])
+
+    def test_without_address_still_checked(self):
+        """
+        Settings that need an C{address} are still checked without one, so a
+        mistake is told before the address is added.
+        """
+        error = self.assertRaises(config.ConfigError, config.load,
+                                  b"auth: 5\ncertFile: /x.pem\n")
+        self.assertEqual(sorted(problem.split(":")[0] for problem in error.problems),
+                         ["auth", "certFile"])
 
     def test_wrong_types(self):
         """

@@ -94,7 +94,7 @@ class RuntimeSocketTests(SynchronousTestCase):
         Several runtimes present: the operator must choose.
         """
         present = set(config.CRI_SOCKETS)
-        error = self.assertRaises(UsageError, tap.runtime_socket, config.Config(),
+        error = self.assertRaises(tap.StartupError, tap.runtime_socket, config.Config(),
                                   present.__contains__)
         self.assertIn("several CRI sockets", str(error))
 
@@ -103,7 +103,7 @@ class RuntimeSocketTests(SynchronousTestCase):
         No runtime and no C{force}: a clear refusal naming the socket.
         """
         cfg = config.Config(cri="/run/x.sock")
-        error = self.assertRaises(UsageError, tap.runtime_socket, cfg, lambda path: False)
+        error = self.assertRaises(tap.StartupError, tap.runtime_socket, cfg, lambda path: False)
         self.assertIn("/run/x.sock", str(error))
         self.assertIn("force", str(error))
 
@@ -147,8 +147,8 @@ class MakeServiceTests(SynchronousTestCase):
         listener.bind(self.shim)
         listener.listen(1)
         self.addCleanup(listener.close)
-        error = self.assertRaises(UsageError, tap.makeService, self.options, _Reactor())
-        self.assertIn("another server is already listening", str(error))
+        error = self.assertRaises(SystemExit, tap.makeService, self.options, _Reactor())
+        self.assertIn("image-cri-shim: another server is already listening", str(error))
 
 
 class PluginTests(SynchronousTestCase):
