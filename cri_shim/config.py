@@ -218,7 +218,7 @@ class Notice:
     message = attr.ib()
 
 
-class _Reader:
+class Reader:
     """
     Collects problems and notices while reading one document.
     """
@@ -408,7 +408,7 @@ def load(text, source="config"):
     if document is not None and not isinstance(document, dict):
         raise ConfigError(["{}: expected a mapping of settings, got {}".format(
             source, _kind(document))])
-    reader = _Reader()
+    reader = Reader()
     config = _read(reader, document)
     if reader.problems:
         raise ConfigError(reader.problems)

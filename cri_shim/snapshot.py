@@ -6,6 +6,7 @@ gRPC worker threads.
 """
 
 import attr
+from twisted.logger import Logger
 
 from cri_shim.cache import CacheStats, RewriteCache
 
@@ -35,10 +36,19 @@ class SnapshotHolder:
         expiry (worker threads call it: pass C{reactor.seconds}).
     """
 
+    log = Logger()
+
     def __init__(self, config, seconds):
         self._seconds = seconds
+        self._subscribers = []
         self.stats = CacheStats()
         self.current = self._build(config, 0)
+
+    def subscribe(self, callback):
+        """
+        Call C{callback(snapshot)} after each publish (on the reactor).
+        """
+        self._subscribers.append(callback)
 
     def _build(self, config, generation):
         cache = RewriteCache(config.cache.size, self._seconds, self.stats)
@@ -51,5 +61,11 @@ class SnapshotHolder:
         :return: the new L{Snapshot}.
         """
         self.stats.invalidations += 1
-        self.current = self._build(config, self.current.generation + 1)
-        return self.current
+        self.current = snapshot = self._build(config, self.current.generation + 1)
+        for callback in self._subscribers:
+            try:
+                callback(snapshot)
+            except Exception:
+                self.log.failure("applying the new configuration failed in {callback!r}",
+                                 callback=callback)
+        return snapshot

@@ -17,7 +17,7 @@ from functools import partial
 from treq.client import HTTPClient
 from twisted.application import service
 from twisted.internet.threads import blockingCallFromThread
-from twisted.logger import Logger, LogLevel
+from twisted.logger import Logger
 from twisted.python import usage
 from twisted.web.client import Agent, HTTPConnectionPool, _HTTP11ClientFactory
 
@@ -33,7 +33,6 @@ from cri_shim.snapshot import SnapshotHolder
 from cri_shim.upstream import Upstream
 
 log = Logger()
-_LEVELS = {"info": LogLevel.info, "warn": LogLevel.warn}
 
 
 class _QuietFactory(_HTTP11ClientFactory):
@@ -116,9 +115,7 @@ def makeService(options, reactor=None):
     if reactor is None:
         from twisted.internet import reactor
     config, notices = options["loaded"]
-    for notice in notices:
-        log.emit(_LEVELS[notice.level], "{path}: {message}", path=options["config"],
-                 message=notice.message)
+    log_notices(log, options["config"], notices)
     try:
         cri = runtime_socket(config)
         claim_socket(config.shim)

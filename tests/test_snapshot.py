@@ -28,3 +28,20 @@ class SnapshotHolderTests(SynchronousTestCase):
         self.assertIsNone(new.cache.get("a"))
         self.assertEqual(old.cache.get("a"), "A")
         self.assertEqual(holder.stats.invalidations, 1)
+
+    def test_subscribers(self):
+        """
+        Subscribers hear of every publish with the new snapshot; one that
+        fails is logged and does not stop the others.
+        """
+        holder = SnapshotHolder(config.Config(), Clock().seconds)
+        heard = []
+
+        def broken(snapshot):
+            raise RuntimeError("subscriber bug")
+
+        holder.subscribe(broken)
+        holder.subscribe(heard.append)
+        new = holder.publish(config.Config(debug=True))
+        self.assertEqual(heard, [new])
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
