@@ -242,3 +242,157 @@ class FakeRuntime:
         self._record(path, raw, context)
         for item in self.stream_items:
             yield item
+
+
+class FakeAPIServer(Resource):
+    """
+    The part of the Kubernetes API the ConfigMap sync uses, following its
+    contract: C{GET /api/v1/namespaces/{ns}/configmaps/{name}} with a bearer
+    token, C{Status} bodies for 401/403/404/5xx, C{resourceVersion} bumped on
+    every change.
+
+    :ivar token: the bearer token required.
+    :ivar forbidden: answer 403 as the node authorizer would.
+    :ivar status: a status code to answer every request with (5xx tests).
+    :ivar body: raw bytes to answer with instead (garbage tests).
+    """
+
+    isLeaf = True
+
+    def __init__(self, token="apiserver-token"):
+        Resource.__init__(self)
+        self.token = token
+        self.forbidden = False
+        self.status = None
+        self.body = None
+        self.requests = 0
+        self._configmaps = {}
+        self._version = 100
+
+    def set_configmap(self, namespace, name, data):
+        """
+        Create or replace a ConfigMap's C{data}.
+        """
+        self._version += 1
+        self._configmaps[(namespace, name)] = (data, str(self._version))
+
+    def delete_configmap(self, namespace, name):
+        """
+        Remove a ConfigMap.
+        """
+        self._configmaps.pop((namespace, name), None)
+
+    def render_GET(self, request):
+        self.requests += 1
+        request.setHeader("content-type", "application/json")
+        if self.body is not None:
+            return self.body
+        if self.status is not None:
+            return self._status(request, self.status, "InternalError", "etcdserver: leader changed")
+        if request.getHeader("authorization") != "Bearer " + self.token:
+            return self._status(request, 401, "Unauthorized", "Unauthorized")
+        parts = request.path.decode("ascii").strip("/").split("/")
+        if len(parts) != 6 or parts[:3] != ["api", "v1", "namespaces"] or parts[4] != "configmaps":
+            return self._status(request, 404, "NotFound", "the server could not find the "
+                                "requested resource")
+        namespace, name = parts[3], parts[5]
+        if self.forbidden:
+            return self._status(request, 403, "Forbidden", (
+                'configmaps "{}" is forbidden: User "system:node:worker-1" cannot get resource '
+                '"configmaps" in API group "" in the namespace "{}"').format(name, namespace),
+                name=name)
+        found = self._configmaps.get((namespace, name))
+        if found is None:
+            return self._status(request, 404, "NotFound",
+                                'configmaps "{}" not found'.format(name), name=name)
+        data, version = found
+        return json.dumps({
+            "kind": "ConfigMap", "apiVersion": "v1",
+            "metadata": {"name": name, "namespace": namespace, "resourceVersion": version,
+                         "uid": "0b7c2a9e-0000-4000-8000-000000000000"},
+            "data": data,
+        }).encode("utf-8")
+
+    def _status(self, request, code, reason, message, name=None):
+        request.setResponseCode(code)
+        status = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                  "message": message, "reason": reason, "code": code}
+        if name is not None:
+            status["details"] = {"name": name, "kind": "configmaps"}
+        return json.dumps(status).encode("utf-8")
+
+
+# --- TLS certificates (for tests.test_kube) ---------------------------------
+
+
+def make_ca(common_name="image-cri-shim test CA"):
+    """
+    A new self-signed certificate authority, valid for a day.
+
+    :return: C{(certificate PEM, private key PEM)} bytes.
+    """
+    return _issue(None, common_name, None, (), ca=True)
+
+
+def make_cert(ca, sans=(), common_name=None, organization=None):
+    """
+    A new certificate signed by C{ca}, for TLS servers and clients, valid for
+    a day.
+
+    :param ca: C{(certificate PEM, private key PEM)} from L{make_ca}.
+    :param sans: its subject alternative names: IP addresses (C{"127.0.0.1"})
+        or DNS names.
+    :param common_name: its subject's CN; the first of C{sans} by default.
+    :param organization: its subject's O, if any.
+    :return: C{(certificate PEM, private key PEM)} bytes; the key is an
+        C{EC PRIVATE KEY}.
+    """
+    return _issue(ca, common_name or (sans[0] if sans else "test"), organization, sans, ca=False)
+
+
+def _issue(issuer, common_name, organization, sans, ca):
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    attributes = [x509.NameAttribute(NameOID.COMMON_NAME, common_name)]
+    if organization:
+        attributes.insert(0, x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization))
+    subject = x509.Name(attributes)
+    if issuer is None:
+        issuer_name, issuer_key = subject, key
+    else:
+        issuer_name = x509.load_pem_x509_certificate(issuer[0]).subject
+        issuer_key = serialization.load_pem_private_key(issuer[1], password=None)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+    )
+    if not ca:
+        builder = builder.add_extension(x509.ExtendedKeyUsage(
+            [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+    names = []
+    for name in sans:
+        try:
+            names.append(x509.IPAddress(ipaddress.ip_address(name)))
+        except ValueError:
+            names.append(x509.DNSName(name))
+    if names:
+        builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
+    certificate = builder.sign(issuer_key, hashes.SHA256())
+    return (certificate.public_bytes(serialization.Encoding.PEM),
+            key.private_bytes(serialization.Encoding.PEM,
+                              serialization.PrivateFormat.TraditionalOpenSSL,
+                              serialization.NoEncryption()))
