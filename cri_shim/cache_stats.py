@@ -5,8 +5,9 @@ shim's format, so log-based dashboards keep working.
 """
 
 from twisted.application import service
-from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
+
+from cri_shim.ticker import Ticker
 
 
 class CacheStatsLogger(service.Service):
@@ -21,22 +22,24 @@ class CacheStatsLogger(service.Service):
 
     def __init__(self, holder, clock):
         self._holder = holder
-        self._clock = clock
-        self._loop = None
+        self._ticker = Ticker(self._log_stats, clock, "cache statistics")
+        holder.subscribe(lambda snapshot: self._follow(snapshot.config.cache.stats_interval))
 
     def startService(self):
         service.Service.startService(self)
-        interval = self._holder.current.config.cache.stats_interval
-        if interval > 0:
-            self._loop = LoopingCall(self._log_stats)
-            self._loop.clock = self._clock
-            self._loop.start(interval, now=False)
+        self._follow(self._holder.current.config.cache.stats_interval)
 
     def stopService(self):
         service.Service.stopService(self)
-        if self._loop is not None and self._loop.running:
-            self._loop.stop()
-        self._loop = None
+        self._ticker.stop()
+
+    def _follow(self, interval):
+        if not self.running or interval <= 0:
+            self._ticker.stop()
+        elif self._ticker.running:
+            self._ticker.set_interval(interval)
+        else:
+            self._ticker.start(interval)
 
     def _log_stats(self):
         self.log.info(

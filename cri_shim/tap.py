@@ -21,13 +21,15 @@ from twisted.logger import Logger
 from twisted.python import usage
 from twisted.web.client import Agent, HTTPConnectionPool, _HTTP11ClientFactory
 
-from cri_shim import __version__, config as configuration, methods
+from cri_shim import __version__, config as configuration, kube, methods
 from cri_shim.cache_stats import CacheStatsLogger
+from cri_shim.configmap import ConfigMapPoller
 from cri_shim.grpc_server import GrpcServerService, SocketInUse, claim_socket
 from cri_shim.image_service import ImageService
 from cri_shim.passthrough import ProxyHandler
 from cri_shim.probe import Prober
 from cri_shim.registry_tls import RegistryTLSPolicy
+from cri_shim.reloader import ConfigReloader, log_notices
 from cri_shim.resolver import Resolver
 from cri_shim.snapshot import SnapshotHolder
 from cri_shim.upstream import Upstream
@@ -71,6 +73,7 @@ class Options(usage.Options):
         except OSError as e:
             raise usage.UsageError("cannot read the config file {}: {}".format(
                 path, e.strerror or e))
+        self["text"] = text
         try:
             self["loaded"] = configuration.load(text, source=path)
         except configuration.ConfigError as e:
@@ -124,10 +127,11 @@ def makeService(options, reactor=None):
         raise SystemExit("image-cri-shim: {}".format(e))
 
     holder = SnapshotHolder(config, reactor.seconds)
-    pool = HTTPConnectionPool(reactor, persistent=True)
-    pool._factory = _QuietFactory
-    agent = Agent(reactor, contextFactory=RegistryTLSPolicy(holder), pool=pool)
-    resolver = Resolver(Prober(HTTPClient(agent), reactor))
+    pool = _quiet_pool(reactor)
+    prober = Prober(HTTPClient(Agent(reactor, contextFactory=RegistryTLSPolicy(holder),
+                                     pool=pool)), reactor)
+    holder.subscribe(lambda snapshot: (pool.closeCachedConnections(), prober.forget_tokens()))
+    resolver = Resolver(prober)
     upstream = Upstream(cri)
     resolve = partial(blockingCallFromThread, reactor, resolver.resolve)
     rewriting = {}
@@ -135,9 +139,30 @@ def makeService(options, reactor=None):
         rewriting.update(ImageService(package, upstream, holder, resolve).handlers())
     proxy = ProxyHandler(upstream, rewriting, lambda: holder.current.config.timeout)
 
+    # Control path first, the gRPC server last: MultiService stops in
+    # reverse order, so the server stops taking calls first.
     root = service.MultiService()
     root.setName("image-cri-shim")
+    reloader = ConfigReloader(options["config"], holder, reactor, options["text"])
+    reloader.setServiceParent(root)
+    ConfigMapPoller(options["config"], holder, reloader, reactor,
+                    partial(kube.find_cluster, os.environ),
+                    partial(_cluster_http, reactor)).setServiceParent(root)
     CacheStatsLogger(holder, reactor).setServiceParent(root)
     GrpcServerService(config.shim, proxy, upstream, reactor).setServiceParent(root)
     return root
 
+
+def _quiet_pool(reactor):
+    pool = HTTPConnectionPool(reactor, persistent=True)
+    pool._factory = _QuietFactory
+    return pool
+
+
+def _cluster_http(reactor, cluster):
+    """
+    :return: a treq client for the API server, verifying it as C{cluster}
+        says.
+    """
+    return HTTPClient(Agent(reactor, contextFactory=cluster.tls_policy(),
+                            pool=_quiet_pool(reactor)))

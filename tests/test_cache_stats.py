@@ -44,3 +44,22 @@ class CacheStatsLoggerTests(SynchronousTestCase):
         with capturedLogs() as events:
             clock.advance(3600)
         self.assertEqual(events, [])
+
+    def test_follows_reload(self):
+        """
+        A reloaded interval applies; statistics switched off stop the line,
+        switched on start it.
+        """
+        clock, holder = self.start(stats_interval=60.0)
+        holder.publish(config.Config(cache=config.Cache(stats_interval=10.0)))
+        with capturedLogs() as events:
+            clock.advance(10)
+        self.assertEqual(len(events), 1)
+        holder.publish(config.Config(cache=config.Cache(stats_interval=0.0, disable_stats=True)))
+        with capturedLogs() as events:
+            clock.advance(600)
+        self.assertEqual(events, [])
+        holder.publish(config.Config(cache=config.Cache(stats_interval=5.0)))
+        with capturedLogs() as events:
+            clock.advance(5)
+        self.assertEqual(len(events), 1)
