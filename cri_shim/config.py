@@ -154,6 +154,18 @@ class Cache:
 
 
 @attr.s(frozen=True, slots=True)
+class HealthCheck:
+    """
+    Registry health probing (C{healthCheck:}).
+    """
+
+    interval = attr.ib(default=10.0)
+    timeout = attr.ib(default=2.0)
+    failure_threshold = attr.ib(default=3)
+    success_threshold = attr.ib(default=1)
+
+
+@attr.s(frozen=True, slots=True)
 class ConfigMapSource:
     """
     Where the cluster-wide settings live (C{configMap:}).
@@ -184,6 +196,8 @@ class Config:
     registries = attr.ib(default=())
     cache = attr.ib(default=Cache())
     configmap = attr.ib(default=ConfigMapSource())
+    health = attr.ib(default=HealthCheck())
+    allow_upstream = attr.ib(default=True)
 
     @property
     def offline(self):
@@ -388,9 +402,11 @@ _TLS_KEYS = ("insecureSkipVerify", "caFile", "certFile", "keyFile")
 _TOP_KEYS = (
     "shim", "cri", "address", "auth", "force", "debug", "timeout", "reloadInterval",
     "offlinePriority", "probeTimeout", "registries", "cache", "mirrorOf", "configMap",
+    "healthCheck", "allowUpstream",
 ) + _TLS_KEYS
 _REGISTRY_KEYS = ("address", "auth", "priority", "mirrorOf") + _TLS_KEYS
 _CONFIGMAP_KEYS = ("enabled", "namespace", "name", "key")
+_HEALTH_KEYS = ("interval", "timeout", "failureThreshold", "successThreshold")
 _CACHE_KEYS = ("imageCacheSize", "imageCacheTTL", "negativeCacheTTL", "statsLogInterval",
                "disableStats")
 
@@ -505,7 +521,30 @@ def _read(reader, document):
             disable_stats=disable_stats,
         ),
         configmap=_configmap(reader, top.get("configMap")),
+        health=_health(reader, top.get("healthCheck")),
+        allow_upstream=reader.boolean(top, "allowUpstream", "allowUpstream", True),
     )
+
+
+def _health(reader, value):
+    section = reader.mapping(value, "healthCheck", _HEALTH_KEYS)
+    default = HealthCheck()
+    if section is None:
+        return default
+    thresholds = {}
+    for name, attribute in (("failureThreshold", "failure_threshold"),
+                            ("successThreshold", "success_threshold")):
+        key = "healthCheck." + name
+        number = reader.integer(section, name, key, getattr(default, attribute))
+        if not 1 <= number <= 100:
+            reader.problem(key, "must be between 1 and 100, got {}".format(number))
+            number = getattr(default, attribute)
+        thresholds[attribute] = number
+    return HealthCheck(
+        interval=reader.duration(section, "interval", "healthCheck.interval", default.interval,
+                                 minimum=0.1),
+        timeout=reader.duration(section, "timeout", "healthCheck.timeout", default.timeout),
+        **thresholds)
 
 
 def _configmap(reader, value):

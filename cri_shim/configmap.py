@@ -14,7 +14,6 @@ config keeps running).
 import hashlib
 import json
 
-import treq
 import yaml
 from twisted.application import service
 from twisted.internet.defer import inlineCallbacks, returnValue
@@ -22,6 +21,7 @@ from twisted.logger import Logger
 
 from cri_shim import config as configuration, merge
 from cri_shim.atomic import write_atomically
+from cri_shim.httputil import describe_failure, read_capped
 from cri_shim.reloader import log_notices
 from cri_shim.ticker import Ticker
 
@@ -200,12 +200,12 @@ class ConfigMapPoller(service.Service):
             d = self._http.get(url, headers=headers, allow_redirects=False)
             d.addTimeout(REQUEST_TIMEOUT, self._clock)
             response = yield d
-            body = yield _read_capped(response)
+            body = yield read_capped(response, MAX_RESPONSE)
         except _Skip:
             raise
         except Exception as e:
             raise _Skip("unreachable", "API server {server} unreachable ({reason})",
-                        level="warn", outage=True, server=cluster.server, reason=_reason(e))
+                        level="warn", outage=True, server=cluster.server, reason=describe_failure(e, REQUEST_TIMEOUT))
         code = response.code
         detail = _status_message(body)
         if code == 404:
@@ -248,19 +248,6 @@ class ConfigMapPoller(service.Service):
                         level="error", path=self.path, reason=e.strerror or str(e))
 
 
-def _read_capped(response):
-    chunks = []
-    size = [0]
-
-    def collect(data):
-        size[0] += len(data)
-        if size[0] > MAX_RESPONSE:
-            raise ValueError("response larger than {} bytes".format(MAX_RESPONSE))
-        chunks.append(data)
-
-    return treq.collect(response, collect).addCallback(lambda _: b"".join(chunks))
-
-
 def _status_message(body):
     """
     :return: the C{message} of a Kubernetes C{Status} body, else a short
@@ -273,11 +260,3 @@ def _status_message(body):
     if not isinstance(message, str):
         message = body[:120].decode("utf-8", "replace")
     return " ".join(message.split())[:300] or "(no message)"
-
-
-def _reason(error):
-    inner = getattr(error, "reasons", None)
-    if inner:
-        error = inner[0].value
-    text = " ".join(str(error).split())[:200]
-    return "{}: {}".format(type(error).__name__, text) if text else type(error).__name__

@@ -18,12 +18,16 @@ from urllib.parse import urlsplit
 
 import attr
 import yaml
+from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import NameOID
 from OpenSSL import SSL, crypto
 from twisted.internet.abstract import isIPAddress, isIPv6Address
 from twisted.internet.interfaces import IOpenSSLClientConnectionCreator
 from twisted.internet.ssl import (
     Certificate,
-    KeyPair,
+    CertificateOptions,
     PrivateCertificate,
     optionsForClientTLS,
     trustRootFromCertificates,
@@ -36,18 +40,17 @@ from cri_shim.config import Secret
 
 SERVICE_ACCOUNT = "/var/run/secrets/kubernetes.io/serviceaccount"
 IN_CLUSTER = "in-cluster service account"
-#: The kubeconfigs tried after C{$KUBECONFIG}, in order; C{~} is C{$HOME}.
+#: The kubeconfigs tried after C{$KUBECONFIG}, in order, before
+#: C{$HOME/.kube/config}.
 KUBECONFIGS = (
     "/etc/kubernetes/admin.conf",
     "/etc/kubernetes/kubelet.conf",
     "/etc/rancher/k3s/k3s.yaml",
-    "~/.kube/config",
 )
 #: Seconds after which a token file is read again even if it looks unchanged.
 TOKEN_REREAD = 60.0
 
 _PEM = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----\r?\n.*?-----END \1-----", re.DOTALL)
-_ENCRYPTED = re.compile(rb"^(-----BEGIN ENCRYPTED |Proc-Type: 4,ENCRYPTED)", re.MULTILINE)
 _UNSUPPORTED = (("exec", "an exec credential plugin"), ("auth-provider", "an auth-provider"))
 
 
@@ -99,7 +102,8 @@ class Cluster:
         """
         client = None
         if self.client_cert_pem is not None:
-            client = PrivateCertificate.loadPEM(self.client_cert_pem + self.client_key_pem)
+            client = PrivateCertificate.loadPEM(
+                self.client_cert_pem + b"\n" + self.client_key_pem)
         if self.insecure:
             return _Policy(lambda host: _Unverified(host, client))
         trust = None
@@ -147,9 +151,10 @@ class TokenFile:
     service-account tokens are renewed about hourly, by swapping in a new
     file).  Each use C{stat}s the file and reads it again when its inode,
     size or modification time changed, or when the last read is
-    L{TOKEN_REREAD} seconds old (a rewrite that kept all three, as
-    client-go's once-a-minute re-read would catch).  If the file cannot be
-    read again, the last token read is kept and a warning logged.
+    L{TOKEN_REREAD} seconds old (to catch a rewrite that kept all three;
+    client-go reads such files once a minute).  If the file cannot be read
+    again, the last token read is kept and a warning logged (once, until a
+    read succeeds).
 
     :param path: the file.
     :param clock: returns monotonic seconds.
@@ -216,8 +221,8 @@ def find_cluster(environ, root="/", clock=time.monotonic):
       2. each file of the colon-separated C{$KUBECONFIG} in turn (client-go
          would merge them; here each is a whole kubeconfig, so in practice
          the first existing one; relative paths from the current folder);
-      3. the files of L{KUBECONFIGS} in turn (C{$HOME}, or C{/root} when it is
-         unset).
+      3. the files of L{KUBECONFIGS} in turn;
+      4. C{$HOME/.kube/config} (C{/root/.kube/config} when C{$HOME} is unset).
 
     A candidate whose file does not exist is passed over silently; one that
     exists but cannot be used is passed over with a warning naming it and
@@ -266,12 +271,12 @@ def _candidates(environ, root, clock):
     """
     if environ.get("KUBERNETES_SERVICE_HOST") and environ.get("KUBERNETES_SERVICE_PORT"):
         yield IN_CLUSTER, lambda warnings: _in_cluster(environ, root, clock, warnings)
+    files = [("$KUBECONFIG ({})".format(path), path)
+             for path in environ.get("KUBECONFIG", "").split(os.pathsep) if path]
     home = environ.get("HOME") or "/root"
-    listed = [(path, "$KUBECONFIG ({})".format(path))
-              for path in environ.get("KUBECONFIG", "").split(os.pathsep) if path]
-    listed += [(path.replace("~", home, 1), path.replace("~", home, 1)) for path in KUBECONFIGS]
+    files += [(path, path) for path in KUBECONFIGS + (home + "/.kube/config",)]
     tried = set()
-    for path, source in listed:
+    for source, path in files:
         path = os.path.abspath(path)
         if path not in tried:
             tried.add(path)
@@ -372,7 +377,9 @@ def _kubeconfig(path, source, root, clock):
     files = _Files(root, os.path.dirname(path))
 
     server = _string(cluster, "server", "cluster")
-    address = urlsplit(server or "")
+    if server is None:
+        raise _Broken("cluster {!r} has no server".format(cluster_name))
+    address = urlsplit(server)
     if address.scheme not in ("https", "http") or not address.netloc:
         raise _Broken("server {!r} is not an http(s) URL".format(server))
     insecure = cluster.get("insecure-skip-tls-verify", False)
@@ -521,20 +528,30 @@ def _client_certificate(cert_data, key_data):
         raise _Broken("no certificate in the client certificate")
     if not key_pem:
         raise _Broken("no private key in the client key")
-    if _ENCRYPTED.search(key_pem[0]):
-        raise _Broken("the client key is encrypted, which is not supported")
     try:
-        certificate = Certificate.loadPEM(cert_pem[0])
-        key = KeyPair.load(key_pem[0], crypto.FILETYPE_PEM)
-    except crypto.Error:
-        raise _Broken("the client certificate or key cannot be read")
-    if not key.matches(certificate.getPublicKey()):
+        certificate = x509.load_pem_x509_certificate(cert_pem[0])
+    except ValueError:
+        raise _Broken("the client certificate cannot be read")
+    try:
+        key = serialization.load_pem_private_key(key_pem[0], password=None)
+    except TypeError:
+        raise _Broken("the client key is encrypted, which is not supported")
+    except (ValueError, UnsupportedAlgorithm):
+        raise _Broken("the client key cannot be read")
+    if _public(key) != _public(certificate):
         raise _Broken("the client key does not match the client certificate")
-    subject = certificate.getSubject()
-    names = ["{}={}".format(short, subject[name].decode("utf-8", "replace"))
-             for short, name in (("CN", "commonName"), ("O", "organizationName"))
-             if name in subject]
+    names = ["{}={}".format(short, attribute.value)
+             for short, oid in (("CN", NameOID.COMMON_NAME), ("O", NameOID.ORGANIZATION_NAME))
+             for attribute in certificate.subject.get_attributes_for_oid(oid)]
     return b"".join(cert_pem), key_pem[0], ", ".join(names) or "without a subject"
+
+
+def _public(holder):
+    """
+    :return: the public key of a certificate or private key, as DER.
+    """
+    return holder.public_key().public_bytes(serialization.Encoding.DER,
+                                            serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
 def _blocks(data, wanted):
@@ -600,11 +617,10 @@ class _Unverified:
     """
 
     def __init__(self, host, client):
-        self._context = SSL.Context(SSL.TLS_METHOD)
-        self._context.set_verify(SSL.VERIFY_NONE, lambda *args: True)
+        options = {}
         if client is not None:
-            self._context.use_certificate(client.original)
-            self._context.use_privatekey(client.privateKey.original)
+            options = {"privateKey": client.privateKey.original, "certificate": client.original}
+        self._context = CertificateOptions(verify=False, **options).getContext()
         self._name = None
         if not (isIPAddress(host) or isIPv6Address(host)):
             self._name = host.encode("idna")

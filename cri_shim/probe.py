@@ -14,9 +14,10 @@ import json
 import re
 from urllib.parse import urlencode, urlsplit
 
-import treq
 from twisted.internet.defer import inlineCallbacks, returnValue
 from twisted.logger import Logger
+
+from cri_shim.httputil import BodyTooLarge, describe_failure, read_capped
 
 MANIFEST_TYPES = (
     "application/vnd.oci.image.index.v1+json",
@@ -34,11 +35,14 @@ class ProbeError(Exception):
     TLS failure, credentials refused, server error...).
 
     :ivar reason: a short reason, safe to log (no secrets).
+    :ivar unreachable: whether the registry could not be reached at all
+        (connection, TLS or timeout), which marks it down at once.
     """
 
-    def __init__(self, reason):
+    def __init__(self, reason, unreachable=False):
         Exception.__init__(self, reason)
         self.reason = reason
+        self.unreachable = unreachable
 
 
 class Prober:
@@ -117,9 +121,9 @@ class Prober:
         except ProbeError:
             raise
         except Exception as e:
-            raise ProbeError(_connection_reason(e))
+            raise ProbeError(describe_failure(e, 0), unreachable=True)
         # Read (and drop) any body so the connection can be reused.
-        yield _read_capped(response, MAX_TOKEN_BODY, keep=False)
+        yield _read(response, MAX_TOKEN_BODY, keep=False)
         returnValue(response)
 
     @inlineCallbacks
@@ -154,8 +158,8 @@ class Prober:
             token_response = yield self._http.request("GET", url, headers=headers,
                                                       allow_redirects=False)
         except Exception as e:
-            raise ProbeError("token service: " + _connection_reason(e))
-        body = yield _read_capped(token_response, MAX_TOKEN_BODY)
+            raise ProbeError("token service: " + describe_failure(e, 0))
+        body = yield _read(token_response, MAX_TOKEN_BODY)
         if token_response.code in (401, 403):
             raise ProbeError("token service refused the credentials ({})".format(
                 token_response.code))
@@ -199,42 +203,17 @@ def _basic(credentials):
     return base64.b64encode(raw.encode("utf-8")).decode("ascii")
 
 
-def _connection_reason(error):
-    """
-    Describe a connection-level failure without echoing request details.
-    """
-    name = type(error).__name__
-    inner = getattr(error, "reasons", None)
-    if inner:
-        first = inner[0]
-        name = type(first.value).__name__
-        detail = str(first.value)
-    else:
-        detail = str(error)
-    detail = " ".join(detail.split())[:200]
-    return "{}: {}".format(name, detail) if detail else name
-
-
 def _timed_out(result, timeout):
-    raise ProbeError("no answer within {:g}s".format(timeout))
+    raise ProbeError("no answer within {:g}s".format(timeout), unreachable=True)
 
 
-def _read_capped(response, limit, keep=True):
+def _read(response, limit, keep=True):
     """
-    Read a response body, failing with L{ProbeError} past C{limit} bytes.
-
-    :return: a Deferred firing with the bytes (or C{b""} unless C{keep}).
+    L{read_capped}, failing with L{ProbeError} when the body is too large.
     """
-    chunks = []
-    size = [0]
+    return read_capped(response, limit, keep).addErrback(_too_large)
 
-    def collect(data):
-        size[0] += len(data)
-        if size[0] > limit:
-            raise ProbeError("response body larger than {} bytes".format(limit))
-        if keep:
-            chunks.append(data)
 
-    d = treq.collect(response, collect)
-    d.addCallback(lambda _: b"".join(chunks))
-    return d
+def _too_large(failure):
+    failure.trap(BodyTooLarge)
+    raise ProbeError(str(failure.value))

@@ -20,12 +20,15 @@ from cri_shim.probe import ProbeError
 class Resolver:
     """
     :param prober: a L{cri_shim.probe.Prober}.
+    :param on_unreachable: called with a registry's name and the reason when
+        a probe could not reach it (the health checker marks it down).
     """
 
     log = Logger()
 
-    def __init__(self, prober):
-        self._prober = prober
+    def __init__(self, prober, on_unreachable=lambda name, reason: None):
+        self.prober = prober
+        self.on_unreachable = on_unreachable
         self._inflight = {}
 
     def resolve(self, snapshot, ref, exclude=frozenset()):
@@ -55,70 +58,113 @@ class Resolver:
             waiter.callback(decision)
 
     def _lookup(self, snapshot, ref, exclude):
-        config = snapshot.config
-        found = rewrite.candidates(config, ref, exclude)
-        tried = tuple(candidate.registry.name for candidate in found)
-        answers = [None] * len(found)
-        errors = {}
-        done = Deferred()
+        return _Lookup(self, snapshot, ref, exclude).start()
+
+
+class _Lookup:
+    """
+    One lookup: registries not known to be down are asked at once and their
+    answers walked in priority order; registries found down are asked only
+    when none of those holds the image.
+    """
+
+    def __init__(self, resolver, snapshot, ref, exclude):
+        self._resolver = resolver
+        self._snapshot = snapshot
+        self._ref = ref
+        self._exclude = exclude
+        self._config = snapshot.config
+        found = rewrite.candidates(self._config, ref, exclude, snapshot.down)
+        self._waves = [[c for c in found if c.registry.name not in snapshot.down],
+                       [c for c in found if c.registry.name in snapshot.down]]
+        self._tried = tuple(candidate.registry.name for candidate in found)
+        self._errors = {}
+        self._log_lines = []
+        self._done = Deferred()
+
+    def start(self):
+        self._next_wave()
+        return self._done
+
+    def _next_wave(self):
+        while self._waves and not self._waves[0]:
+            self._waves.pop(0)
+        if not self._waves:
+            self._finish(rewrite.Decision(self._ref, None, None, rewrite.NOBODY, self._tried))
+            return
+        wave = self._waves.pop(0)
+        answers = [None] * len(wave)
         probes = []
 
         def settle():
-            if done.called:
+            if self._done.called or (probes and probes[-1] is None):
                 return
-            for index, candidate in enumerate(found):
-                answer = answers[index]
-                if answer is None:
+            for index, candidate in enumerate(wave):
+                if answers[index] is None:
                     return
-                if answer is True:
-                    finish(rewrite.Decision(ref, candidate.target, candidate.registry,
-                                            rewrite.PROBE, tried))
+                if answers[index] is True:
+                    record()
+                    self._finish(rewrite.Decision(self._ref, candidate.target,
+                                                  candidate.registry, rewrite.PROBE,
+                                                  self._tried), probes)
                     return
-            finish(rewrite.Decision(ref, None, None, rewrite.NOBODY, tried))
+            record()
+            self._next_wave()
 
-        def finish(decision):
-            cache_key = rewrite.cache_key(ref)
-            if decision.moved:
-                snapshot.cache.put(cache_key, decision, config.cache.ttl)
-            elif not errors and not exclude:
-                snapshot.cache.put(cache_key, decision, config.cache.negative_ttl)
-            for name, reason in errors.items():
-                self.log.warn("registry {registry} could not be asked for {image}: {reason}",
-                              registry=name, image=str(ref), reason=reason)
-            if config.debug:
-                self.log.debug("lookup {image}: {answers}", image=str(ref), answers=", ".join(
-                    "{}={}".format(candidate.registry.name, _answer(answers[index]))
-                    for index, candidate in enumerate(found)))
-            done.callback(decision)
-            # Lower-priority answers no longer matter.
-            for probe in probes:
-                if not probe.called:
-                    probe.cancel()
+        def record():
+            self._log_lines.extend("{}={}".format(c.registry.name, _answer(answers[i]))
+                                   for i, c in enumerate(wave))
 
         def answered(result, index):
             answers[index] = result
             settle()
 
         def failed(failure, index):
-            if done.called:
+            if self._done.called:
                 return None
             answers[index] = False
-            reason = (failure.value.reason if failure.check(ProbeError)
-                      else "{}: {}".format(type(failure.value).__name__, failure.value))
-            errors[found[index].registry.name] = reason
+            name = wave[index].registry.name
+            if failure.check(ProbeError):
+                self._errors[name] = failure.value.reason
+                if failure.value.unreachable:
+                    self._resolver.on_unreachable(name, failure.value.reason)
+            else:
+                self._errors[name] = "{}: {}".format(type(failure.value).__name__, failure.value)
             settle()
             return None
 
-        for index, candidate in enumerate(found):
-            if done.called:
+        for index, candidate in enumerate(wave):
+            if self._done.called:
                 break
-            probe = self._prober.has_manifest(candidate.registry, candidate.target,
-                                              config.probe_timeout)
-            probes.append(probe)
-            probe.addCallbacks(answered, failed, callbackArgs=(index,),
-                               errbackArgs=(index,))
+            # A placeholder keeps synchronous answers from settling the wave
+            # before every probe in it has started.
+            probes.append(None)
+            probe = self._resolver.prober.has_manifest(candidate.registry, candidate.target,
+                                                       self._config.probe_timeout)
+            probes[-1] = probe
+            probe.addCallbacks(answered, failed, callbackArgs=(index,), errbackArgs=(index,))
         settle()
-        return done
+
+    def _finish(self, decision, probes=()):
+        ref, config = self._ref, self._config
+        key = rewrite.cache_key(ref)
+        if decision.moved:
+            self._snapshot.cache.put(key, decision, config.cache.ttl)
+        elif not self._errors and not self._exclude:
+            self._snapshot.cache.put(key, decision, config.cache.negative_ttl)
+        log = self._resolver.log
+        for name, reason in self._errors.items():
+            log.warn("registry {registry} could not be asked for {image}: {reason}",
+                     registry=name, image=str(ref), reason=reason)
+        if config.debug:
+            log.debug("lookup {image}: {answers} -> {result}", image=str(ref),
+                      answers=", ".join(self._log_lines) or "no registry asked",
+                      result=decision.registry.name if decision.moved else "not moved")
+        self._done.callback(decision)
+        # Lower-priority answers no longer matter.
+        for probe in probes:
+            if probe is not None and not probe.called:
+                probe.cancel()
 
 
 def _answer(answer):

@@ -53,18 +53,21 @@ class Decision:
         return self.target is not None
 
 
-def candidates(config, ref, exclude=()):
+def candidates(config, ref, exclude=(), down=frozenset()):
     """
     :param config: a L{cri_shim.config.Config}.
     :param ref: a parsed L{cri_shim.reference.Reference}.
     :param exclude: registry names to leave out (they already failed).
-    :return: the L{Candidate}s in failover order.
+    :param down: names of registries found down: they come last.
+    :return: the L{Candidate}s in failover order: registries not known to be
+        down by priority, then the down ones by priority.
     """
-    return tuple(
+    found = [
         Candidate(registry, ref.moved(registry.address.host, registry.address.prefix))
         for registry in config.registries
         if registry.name not in exclude and registry.serves(ref)
-    )
+    ]
+    return tuple(sorted(found, key=lambda candidate: candidate.registry.name in down))
 
 
 def decide_without_lookup(config, ref):

@@ -18,13 +18,15 @@ class Snapshot:
 
     :ivar config: the L{cri_shim.config.Config} in force.
     :ivar cache: the L{RewriteCache} for this configuration only.
-    :ivar generation: increases with every publish; keys single-flight
-        lookups so that a lookup never mixes two configurations.
+    :ivar generation: increases with every configuration published; keys
+        single-flight lookups so that a lookup never mixes two of them.
+    :ivar down: names of the registries the health checker found down.
     """
 
     config = attr.ib()
     cache = attr.ib()
     generation = attr.ib()
+    down = attr.ib(default=frozenset())
 
 
 class SnapshotHolder:
@@ -50,9 +52,21 @@ class SnapshotHolder:
         """
         self._subscribers.append(callback)
 
-    def _build(self, config, generation):
+    def _build(self, config, generation, down=frozenset()):
         cache = RewriteCache(config.cache.size, self._seconds, self.stats)
-        return Snapshot(config=config, cache=cache, generation=generation)
+        names = frozenset(registry.name for registry in config.registries)
+        return Snapshot(config=config, cache=cache, generation=generation, down=down & names)
+
+    def publish_down(self, down):
+        """
+        Make C{down} the set of registries found down; the configuration and
+        the cache stay (cached rewrites to a down registry are passed over
+        by readers).
+
+        :return: the new L{Snapshot}.
+        """
+        self.current = attr.evolve(self.current, down=frozenset(down))
+        return self.current
 
     def publish(self, config):
         """
@@ -61,7 +75,8 @@ class SnapshotHolder:
         :return: the new L{Snapshot}.
         """
         self.stats.invalidations += 1
-        self.current = snapshot = self._build(config, self.current.generation + 1)
+        self.current = snapshot = self._build(config, self.current.generation + 1,
+                                              self.current.down)
         for callback in self._subscribers:
             try:
                 callback(snapshot)

@@ -241,6 +241,7 @@ class DebugLogTests(SynchronousTestCase):
         """
         [event] = self.lookup_events(True)
         self.assertEqual(event["answers"], "sealos.hub:5000=no, mirror.example=has it")
+        self.assertEqual(event["result"], "mirror.example")
 
     def test_quiet_by_default(self):
         """

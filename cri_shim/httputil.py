@@ -1,0 +1,50 @@
+# -*- test-case-name: tests.test_probe -*-
+"""
+Small helpers shared by the shim's HTTP clients (registry probes, health
+checks, the ConfigMap sync): bounded body reads and failure descriptions that
+never echo request details.
+"""
+
+import treq
+from twisted.internet.defer import CancelledError
+
+
+class BodyTooLarge(ValueError):
+    """
+    A response body was longer than the caller allows.
+    """
+
+
+def read_capped(response, limit, keep=True):
+    """
+    Read a response body, failing with L{BodyTooLarge} past C{limit} bytes
+    (the rest is not read).
+
+    :return: a Deferred firing with the bytes (C{b""} unless C{keep}).
+    """
+    chunks = []
+    size = [0]
+
+    def collect(data):
+        size[0] += len(data)
+        if size[0] > limit:
+            raise BodyTooLarge("response body larger than {} bytes".format(limit))
+        if keep:
+            chunks.append(data)
+
+    return treq.collect(response, collect).addCallback(lambda _: b"".join(chunks))
+
+
+def describe_failure(error, timeout):
+    """
+    Say why a request got no answer: a timeout after C{timeout} seconds, or
+    the connection failure (its innermost reason, shortened).
+    """
+    if isinstance(error, (TimeoutError, CancelledError)):
+        return "no answer within {:g}s".format(timeout)
+    inner = getattr(error, "reasons", None)
+    if inner:
+        error = inner[0].value
+    detail = " ".join(str(error).split())[:200]
+    name = type(error).__name__
+    return "{}: {}".format(name, detail) if detail else name
