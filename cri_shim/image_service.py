@@ -26,15 +26,19 @@ class ImageService:
     :param holder: the L{cri_shim.snapshot.SnapshotHolder}.
     :param resolve: a blocking callable C{(snapshot, ref, exclude)} returning
         a L{rewrite.Decision} (the thread bridge to the resolver).
+    :param report_unreachable: a callable C{(registry name, reason)}, safe to
+        call from any thread, for pulls that could not reach a registry.
     """
 
     log = Logger()
 
-    def __init__(self, package, upstream, holder, resolve):
+    def __init__(self, package, upstream, holder, resolve,
+                 report_unreachable=lambda name, reason: None):
         self._api = methods.API[package]
         self._package = package
         self._holder = holder
         self._resolve = resolve
+        self._report_unreachable = report_unreachable
         self._status = upstream.unary(methods.path(package, "ImageService", "ImageStatus"))
         self._pull = upstream.unary(methods.path(package, "ImageService", "PullImage"))
         self._remove = upstream.unary(methods.path(package, "ImageService", "RemoveImage"))
@@ -111,6 +115,7 @@ class ImageService:
             return self._call_cancellable(self._pull, raw, context)
         snapshot = self._holder.current
         decision, cache_hit = self._decide(snapshot, ref)
+        self._refuse_upstream(snapshot, decision, name)
         kubelet_sent_auth = request.HasField("auth")
         failed = set()
         while True:
@@ -120,13 +125,15 @@ class ImageService:
             except Abort as abort:
                 if not decision.moved or abort.code == grpc.StatusCode.CANCELLED:
                     raise
+                registry = decision.registry.name
                 snapshot.cache.discard(rewrite.cache_key(ref))
-                failed.add(decision.registry.name)
+                failed.add(registry)
+                if _unreachable(abort.details):
+                    self._report_unreachable(registry, "pull failed: " + abort.details[:200])
                 self.log.warn(
                     "PullImage {original} from {registry} failed ({code}: {details}); "
-                    "trying the next registry", original=name,
-                    registry=decision.registry.name, code=abort.code.name,
-                    details=abort.details)
+                    "trying the next registry", original=name, registry=registry,
+                    code=abort.code.name, details=abort.details)
                 retry = self._resolve(snapshot, ref, frozenset(failed))
                 if not retry.moved:
                     raise
@@ -146,9 +153,27 @@ class ImageService:
         if decision is not None:
             return decision, False
         cached = snapshot.cache.get(rewrite.cache_key(ref))
-        if cached is not None:
+        # A rewrite to a registry found down since is looked up again: the
+        # lookup asks the others first.
+        if cached is not None and (cached.registry is None or
+                                   cached.registry.name not in snapshot.down):
             return cached, True
         return self._resolve(snapshot, ref, frozenset()), False
+
+    def _refuse_upstream(self, snapshot, decision, name):
+        """
+        With C{allowUpstream: false}, an image no configured registry holds
+        is refused instead of being pulled from where it names.
+        """
+        if snapshot.config.allow_upstream or decision.moved or decision.registry is not None:
+            return
+        tried = ", ".join(decision.tried) or "none of them may hold it (mirrorOf)"
+        self.log.warn("PullImage {original} refused: no configured registry has it "
+                      "(asked: {tried}) and allowUpstream is false", original=name,
+                      tried=tried)
+        raise Abort(grpc.StatusCode.NOT_FOUND,
+                    "image {} is not in any configured registry (asked: {}); pulling from "
+                    "its own registry is off (allowUpstream: false)".format(name, tried))
 
     def _find_local(self, snapshot, ref, request, raw, context):
         """
@@ -245,3 +270,18 @@ def _parse_name(name):
 
 def _result(decision, name):
     return str(decision.target) if decision.moved else name
+
+
+# What a runtime's pull error says when the registry could not be reached
+# (containerd and CRI-O word them after Go's net package).
+_UNREACHABLE = ("connection refused", "no route to host", "i/o timeout", "connection reset",
+                "tls handshake timeout", "network is unreachable", "no such host",
+                "server misbehaving")
+
+
+def _unreachable(details):
+    """
+    :return: whether a pull error means the registry could not be reached.
+    """
+    details = details.lower()
+    return any(words in details for words in _UNREACHABLE)

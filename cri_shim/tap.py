@@ -24,6 +24,7 @@ from twisted.web.client import Agent, HTTPConnectionPool, _HTTP11ClientFactory
 from cri_shim import __version__, config as configuration, kube, methods
 from cri_shim.cache_stats import CacheStatsLogger
 from cri_shim.configmap import ConfigMapPoller
+from cri_shim.health import RegistryHealthChecker
 from cri_shim.grpc_server import GrpcServerService, SocketInUse, claim_socket
 from cri_shim.image_service import ImageService
 from cri_shim.passthrough import ProxyHandler
@@ -128,15 +129,19 @@ def makeService(options, reactor=None):
 
     holder = SnapshotHolder(config, reactor.seconds)
     pool = _quiet_pool(reactor)
-    prober = Prober(HTTPClient(Agent(reactor, contextFactory=RegistryTLSPolicy(holder),
-                                     pool=pool)), reactor)
+    registries_http = HTTPClient(Agent(reactor, contextFactory=RegistryTLSPolicy(holder),
+                                       pool=pool))
+    prober = Prober(registries_http, reactor)
     holder.subscribe(lambda snapshot: (pool.closeCachedConnections(), prober.forget_tokens()))
-    resolver = Resolver(prober)
+    health = RegistryHealthChecker(holder, registries_http, reactor)
+    resolver = Resolver(prober, on_unreachable=health.report_unreachable)
     upstream = Upstream(cri)
     resolve = partial(blockingCallFromThread, reactor, resolver.resolve)
+    report_unreachable = partial(reactor.callFromThread, health.report_unreachable)
     rewriting = {}
     for package in methods.API:
-        rewriting.update(ImageService(package, upstream, holder, resolve).handlers())
+        rewriting.update(ImageService(package, upstream, holder, resolve,
+                                      report_unreachable).handlers())
     proxy = ProxyHandler(upstream, rewriting, lambda: holder.current.config.timeout)
 
     # Control path first, the gRPC server last: MultiService stops in
@@ -148,6 +153,7 @@ def makeService(options, reactor=None):
     ConfigMapPoller(options["config"], holder, reloader, reactor,
                     partial(kube.find_cluster, os.environ),
                     partial(_cluster_http, reactor)).setServiceParent(root)
+    health.setServiceParent(root)
     CacheStatsLogger(holder, reactor).setServiceParent(root)
     GrpcServerService(config.shim, proxy, upstream, reactor).setServiceParent(root)
     return root

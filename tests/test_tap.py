@@ -22,6 +22,9 @@ class _Reactor(Clock):
     def getThreadPool(self):
         raise AssertionError("not used when the service is not started")
 
+    def callFromThread(self, f, *args, **kwargs):
+        f(*args, **kwargs)
+
 
 class OptionsTests(SynchronousTestCase):
     def setUp(self):
@@ -136,6 +139,8 @@ class MakeServiceTests(SynchronousTestCase):
         """
         root = tap.makeService(self.options, _Reactor())
         self.assertEqual(root.name, "image-cri-shim")
+        self.assertEqual([child.name for child in root], [
+            "config-reload", "configmap", "registry-health", "cache-stats", "grpc"])
         self.assertEqual(root.getServiceNamed("grpc").path, self.shim)
 
     def test_socket_in_use(self):
