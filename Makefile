@@ -38,7 +38,7 @@ protos:
 	$(PY) setup.py -q build_protos
 
 test: setup
-	$(PY) -m twisted.trial --temp-directory=/tmp/ics-trial tests
+	GRPC_VERBOSITY=ERROR $(PY) -m twisted.trial --temp-directory=/tmp/ics-trial tests
 
 demo: setup
 	$(PY) -m cri_shim.demo

@@ -6,7 +6,7 @@ never echo request details.
 """
 
 import treq
-from twisted.internet.defer import CancelledError
+from twisted.internet import defer, error
 
 
 class BodyTooLarge(ValueError):
@@ -35,16 +35,19 @@ def read_capped(response, limit, keep=True):
     return treq.collect(response, collect).addCallback(lambda _: b"".join(chunks))
 
 
-def describe_failure(error, timeout):
+_TIMEOUTS = (defer.TimeoutError, defer.CancelledError, error.TimeoutError, TimeoutError)
+
+
+def describe_failure(failure, timeout):
     """
     Say why a request got no answer: a timeout after C{timeout} seconds, or
     the connection failure (its innermost reason, shortened).
     """
-    if isinstance(error, (TimeoutError, CancelledError)):
+    if isinstance(failure, _TIMEOUTS):
         return "no answer within {:g}s".format(timeout)
-    inner = getattr(error, "reasons", None)
+    inner = getattr(failure, "reasons", None)
     if inner:
-        error = inner[0].value
-    detail = " ".join(str(error).split())[:200]
-    name = type(error).__name__
+        failure = inner[0].value
+    detail = " ".join(str(failure).split())[:200]
+    name = type(failure).__name__
     return "{}: {}".format(name, detail) if detail else name

@@ -27,6 +27,8 @@ class FakeRegistry:
     :param scheme: C{"basic"} or C{"bearer"} (token from C{realm}).
     :param realm: the token service URL for C{"bearer"}.
     :ivar seen: C{(method, path, authorization header)} of every request.
+    :ivar status: a status code to answer everything with (with
+        C{status_headers}), for failure tests.
     """
 
     def __init__(self, username=None, password=None, scheme="basic", realm=None):
@@ -37,6 +39,7 @@ class FakeRegistry:
         self.manifests = {}
         self.seen = []
         self.status = None
+        self.status_headers = {}
         self.token = "token-for-{}".format(username)
 
     def add(self, ref):
@@ -62,6 +65,8 @@ class FakeRegistry:
         self.seen.append((request.method.decode("ascii"), path, authorization))
         if self.status is not None:
             request.setResponseCode(self.status)
+            for name, value in self.status_headers.items():
+                request.setHeader(name, value)
             return b""
         if not path.startswith("/v2/"):
             request.setResponseCode(404)
@@ -74,6 +79,8 @@ class FakeRegistry:
                 request.setHeader("www-authenticate", 'Bearer realm="{}",service="fake"'.format(
                     self.realm))
             return b""
+        if path == "/v2/":
+            return b"{}"
         repo, _, tail = path[len("/v2/"):].partition("/manifests/")
         digest = self.manifests.get((repo, tail))
         if digest is None:

@@ -50,12 +50,14 @@ class ShimTestMixin:
         self.holder = SnapshotHolder(self.make_config(), self.clock.seconds)
         self.holders = {}
         self.resolved = []
+        self.unreachable = []
         upstream = Upstream(os.path.join(folder, "runtime.sock"))
         self.addCleanup(upstream.close)
         rewriting = {}
         for package in methods.API:
-            rewriting.update(ImageService(package, upstream, self.holder, self.resolve)
-                             .handlers())
+            rewriting.update(ImageService(
+                package, upstream, self.holder, self.resolve,
+                lambda name, reason: self.unreachable.append((name, reason))).handlers())
         handler = ProxyHandler(upstream, rewriting, lambda: self.holder.current.config.timeout)
         self.server = grpc.server(ThreadPoolExecutor(8), handlers=[handler],
                                   options=SERVER_OPTIONS)
@@ -80,13 +82,15 @@ class ShimTestMixin:
         """
         self.resolved.append((str(ref), frozenset(exclude)))
         holding = self.holders.get(str(ref), ())
-        for candidate in rewrite.candidates(snapshot.config, ref, exclude):
+        found = rewrite.candidates(snapshot.config, ref, exclude, snapshot.down)
+        for candidate in found:
             if candidate.registry.name in holding:
                 decision = rewrite.Decision(ref, candidate.target, candidate.registry,
                                             rewrite.PROBE)
                 snapshot.cache.put(rewrite.cache_key(ref), decision, 60)
                 return decision
-        return rewrite.Decision(ref, None, None, rewrite.NOBODY)
+        return rewrite.Decision(ref, None, None, rewrite.NOBODY,
+                                tuple(c.registry.name for c in found))
 
     def runtime_calls(self, method):
         return [call for call in self.runtime.calls if call[0].endswith("/" + method)]
@@ -212,6 +216,50 @@ class PullImageTestsMixin(ShimTestMixin):
         self.pull("docker.io/library/nginx")
         self.assertEqual(len(self.resolved), 1)
         self.assertEqual(len(self.runtime_calls("PullImage")), 2)
+
+    def test_cached_rewrite_to_down_registry_bypassed(self):
+        """
+        A cached rewrite to a registry found down since is looked up again.
+        """
+        self.holders["docker.io/library/nginx:1"] = ["sealos.hub:5000"]
+        self.pull("nginx:1")
+        self.holder.publish_down({"sealos.hub:5000"})
+        self.holders["docker.io/library/nginx:1"] = ["mirror.example"]
+        self.pull("nginx:1")
+        self.assertEqual(len(self.resolved), 2)
+        self.assertEqual(self.api.PullImageRequest.FromString(
+            self.runtime_calls("PullImage")[-1][1]).image.image, "mirror.example/library/nginx:1")
+
+    def test_unreachable_pull_reported(self):
+        """
+        A pull failing because the registry could not be reached reports it
+        (passive health); other failures do not.
+        """
+        self.holders["docker.io/library/nginx:1"] = ["sealos.hub:5000", "mirror.example",
+                                                     "open.example"]
+        self.runtime.failures["sealos.hub:5000/library/nginx:1"] = (
+            grpc.StatusCode.UNKNOWN, 'failed to do request: Head "http://sealos.hub:5000/v2/": '
+            'dial tcp 10.0.0.1:5000: connect: connection refused')
+        self.runtime.failures["mirror.example/library/nginx:1"] = (
+            grpc.StatusCode.NOT_FOUND, "manifest unknown")
+        self.pull("nginx:1")
+        self.assertEqual([name for name, _ in self.unreachable], ["sealos.hub:5000"])
+
+    def test_allow_upstream_off(self):
+        """
+        With allowUpstream off, an image no registry holds is refused with
+        NOT_FOUND naming it and the registries asked; the runtime is never
+        asked to pull it.
+        """
+        self.holder.publish(config.Config(registries=self.holder.current.config.registries,
+                                          allow_upstream=False))
+        error = self.assertRaises(grpc.RpcError, self.pull, "quay.io/a/b:1")
+        self.assertEqual(error.code(), grpc.StatusCode.NOT_FOUND)
+        self.assertIn("quay.io/a/b:1", error.details())
+        self.assertIn("sealos.hub:5000, mirror.example, open.example", error.details())
+        self.assertEqual(self.runtime_calls("PullImage"), [])
+        self.pull("mirror.example/team/app:2")
+        self.assertEqual(len(self.runtime_calls("PullImage")), 1)
 
     def test_garbage(self):
         """

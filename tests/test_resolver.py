@@ -248,3 +248,52 @@ class DebugLogTests(SynchronousTestCase):
         Without C{debug}, no debug events.
         """
         self.assertEqual(self.lookup_events(False), [])
+
+
+class HealthOrderTests(SynchronousTestCase):
+    def setUp(self):
+        self.clock = Clock()
+        self.prober = FakeProber()
+        self.unreachable = []
+        self.resolver = Resolver(self.prober, on_unreachable=lambda name, reason:
+                                 self.unreachable.append((name, reason)))
+        self.holder = SnapshotHolder(make_config(OFFLINE, MIRROR, BACKUP), self.clock.seconds)
+
+    def resolve(self, image):
+        return self.resolver.resolve(self.holder.current, reference.parse(image))
+
+    def test_down_asked_last(self):
+        """
+        A registry found down is not asked while one that is not down may
+        hold the image: the lookup does not wait on it.
+        """
+        self.holder.publish_down({"sealos.hub:5000"})
+        d = self.resolve("nginx:1")
+        self.assertEqual([name for name, _, _, _ in self.prober.calls],
+                         ["mirror.example", "backup.example/proj"])
+        self.prober.answer("mirror.example", True)
+        self.assertEqual(self.successResultOf(d).registry, MIRROR)
+
+    def test_down_asked_when_nobody_else_has_it(self):
+        """
+        When no other registry holds the image, the down ones are asked.
+        """
+        self.holder.publish_down({"sealos.hub:5000"})
+        d = self.resolve("nginx:1")
+        self.prober.answer("mirror.example", False)
+        self.prober.answer("backup.example/proj", False)
+        self.assertEqual(self.prober.calls[-1][0], "sealos.hub:5000")
+        self.prober.answer("sealos.hub:5000", True)
+        self.assertEqual(self.successResultOf(d).registry, OFFLINE)
+
+    def test_unreachable_reported(self):
+        """
+        A probe that could not reach its registry is reported (passive
+        health); one that got an answer is not.
+        """
+        d = self.resolve("nginx:1")
+        self.prober.answer("sealos.hub:5000", ProbeError("no answer within 2s", unreachable=True))
+        self.prober.answer("mirror.example", ProbeError("access denied (403)"))
+        self.prober.answer("backup.example/proj", True)
+        self.successResultOf(d)
+        self.assertEqual(self.unreachable, [("sealos.hub:5000", "no answer within 2s")])
