@@ -20,6 +20,7 @@ from twisted.application import service
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 
+from cri_shim.sdnotify import notify
 from cri_shim.upstream import MAX_MESSAGE
 
 SERVER_OPTIONS = (
@@ -113,9 +114,12 @@ class GrpcServerService(service.Service):
         os.chmod(self.path, 0o660)
         self.log.info("serving CRI on {path} (relaying to {cri})", path=self.path,
                       cri=self._upstream.socket_path)
+        # systemd (Type=notify) may start kubelet now.
+        notify("READY=1")
 
     def stopService(self):
         service.Service.stopService(self)
+        notify("STOPPING=1")
         server, executor = self._server, self._executor
         self._server = self._executor = None
         pool = self._reactor.getThreadPool()
