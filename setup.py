@@ -106,5 +106,6 @@ setup(
         "service-identity",
         "attrs",
     ],
+    entry_points={"console_scripts": ["image-cri-shim-ctl = cri_shim.ctl:main"]},
     cmdclass={"build_protos": GenerateProtos, "build_py": BuildPy, "develop": Develop},
 )

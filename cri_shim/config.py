@@ -18,6 +18,7 @@ from cri_shim.duration import DurationError, format_duration, parse_duration
 
 DEFAULT_SHIM_SOCKET = "/var/run/image-cri-shim.sock"
 DEFAULT_CONFIG_PATH = "/etc/image-cri-shim.yaml"
+DEFAULT_ADMIN_SOCKET = "/run/image-cri-shim/admin.sock"
 CRI_SOCKETS = (
     "/run/containerd/containerd.sock",
     "/var/run/cri-dockerd.sock",
@@ -198,6 +199,7 @@ class Config:
     configmap = attr.ib(default=ConfigMapSource())
     health = attr.ib(default=HealthCheck())
     allow_upstream = attr.ib(default=True)
+    admin = attr.ib(default=DEFAULT_ADMIN_SOCKET)
 
     @property
     def offline(self):
@@ -402,7 +404,7 @@ _TLS_KEYS = ("insecureSkipVerify", "caFile", "certFile", "keyFile")
 _TOP_KEYS = (
     "shim", "cri", "address", "auth", "force", "debug", "timeout", "reloadInterval",
     "offlinePriority", "probeTimeout", "registries", "cache", "mirrorOf", "configMap",
-    "healthCheck", "allowUpstream",
+    "healthCheck", "allowUpstream", "admin",
 ) + _TLS_KEYS
 _REGISTRY_KEYS = ("address", "auth", "priority", "mirrorOf") + _TLS_KEYS
 _CONFIGMAP_KEYS = ("enabled", "namespace", "name", "key")
@@ -523,7 +525,37 @@ def _read(reader, document):
         configmap=_configmap(reader, top.get("configMap")),
         health=_health(reader, top.get("healthCheck")),
         allow_upstream=reader.boolean(top, "allowUpstream", "allowUpstream", True),
+        admin=_admin(reader, top.get("admin")),
     )
+
+
+def _admin(reader, value):
+    """
+    C{admin}: a UNIX socket path, C{host:port} for TCP, or C{false} for no
+    admin endpoint.
+
+    :return: the path or C{host:port}, or C{""} when off.
+    """
+    if value is None:
+        return DEFAULT_ADMIN_SOCKET
+    if value is False:
+        return ""
+    if not isinstance(value, str) or not value.strip():
+        reader.problem("admin", "expected a socket path, host:port or false, got {}".format(
+            _describe(value)))
+        return DEFAULT_ADMIN_SOCKET
+    value = value.strip()
+    if value.startswith("/"):
+        return value
+    host, colon, port = value.rpartition(":")
+    if not colon or not port.isdigit() or not 0 < int(port) < 65536 or not host:
+        reader.problem("admin", "expected an absolute socket path or host:port, got {!r}"
+                       .format(value))
+        return DEFAULT_ADMIN_SOCKET
+    if host.strip("[]") not in ("127.0.0.1", "::1", "localhost"):
+        reader.warn("admin: {} is reachable from other hosts; metrics and registry details "
+                    "are served without authentication".format(value))
+    return value
 
 
 def _health(reader, value):

@@ -22,6 +22,7 @@ from twisted.logger import Logger
 from cri_shim import config as configuration, merge
 from cri_shim.atomic import write_atomically
 from cri_shim.httputil import describe_failure, read_capped
+from cri_shim.metrics import Metrics
 from cri_shim.reloader import log_notices
 from cri_shim.ticker import Ticker
 
@@ -63,7 +64,10 @@ class ConfigMapPoller(service.Service):
     log = Logger()
 
     def __init__(self, path, holder, reloader, clock, discover, http_for,
-                 write=write_atomically):
+                 write=write_atomically, metrics=None):
+        self._metrics = metrics or Metrics()
+        #: When the ConfigMap was last read successfully (clock seconds).
+        self.last_success = None
         self.path = path
         self._holder = holder
         self._reloader = reloader
@@ -107,7 +111,17 @@ class ConfigMapPoller(service.Service):
             self._note(skip.condition, skip.log_format, skip.level, skip.outage, **skip.fields)
         else:
             self._failures = 0
+            self.last_success = self._clock.seconds()
+        self._metrics.syncs.inc(self.condition)
         self._ticker.set_interval(self._interval())
+
+    @property
+    def condition(self):
+        """
+        The sync's state in one word (C{in-sync}, C{not-found}, C{denied},
+        C{unreachable}, C{invalid}...), for metrics.
+        """
+        return (self._condition or "starting").split(":")[0]
 
     def _note(self, condition, log_format, level="info", outage=False, **fields):
         """

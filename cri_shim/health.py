@@ -18,6 +18,7 @@ from twisted.application import service
 from twisted.logger import Logger
 
 from cri_shim.httputil import describe_failure, read_capped
+from cri_shim.metrics import Metrics
 
 UNKNOWN, UP, DOWN = "unknown", "up", "down"
 #: A down registry is checked at most this many intervals apart.
@@ -57,10 +58,11 @@ class RegistryHealthChecker(service.Service):
     name = "registry-health"
     log = Logger()
 
-    def __init__(self, holder, http, clock):
+    def __init__(self, holder, http, clock, metrics=None):
         self._holder = holder
         self._http = http
         self._clock = clock
+        self._metrics = metrics or Metrics()
         self.registries = {}
         holder.subscribe(lambda snapshot: self._follow(snapshot.config))
 
@@ -134,6 +136,7 @@ class RegistryHealthChecker(service.Service):
         if self.registries.get(health.registry.name) is not health:
             return
         health.last_latency = self._clock.seconds() - started
+        self._metrics.probe_seconds.observe(health.last_latency, health.registry.name, "health")
         settings = self._holder.current.config.health
         code = response.code
         if code in (200, 401):

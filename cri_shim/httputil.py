@@ -43,11 +43,13 @@ def describe_failure(failure, timeout):
     Say why a request got no answer: a timeout after C{timeout} seconds, or
     the connection failure (its innermost reason, shortened).
     """
-    if isinstance(failure, _TIMEOUTS):
-        return "no answer within {:g}s".format(timeout)
+    # twisted.web's client wraps a cancelled request (the timeout) in
+    # ResponseNeverReceived: look at what it wraps.
     inner = getattr(failure, "reasons", None)
     if inner:
         failure = inner[0].value
+    if isinstance(failure, _TIMEOUTS):
+        return "no answer within {:g}s".format(timeout)
     detail = " ".join(str(failure).split())[:200]
     name = type(failure).__name__
     return "{}: {}".format(name, detail) if detail else name

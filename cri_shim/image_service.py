@@ -14,6 +14,7 @@ from google.protobuf.message import DecodeError
 from twisted.logger import Logger
 
 from cri_shim import methods, reference, rewrite
+from cri_shim.metrics import Metrics
 from cri_shim.upstream import Abort, thd_metadata, thd_timeout
 
 _NOT_PRESENT = "(not present)"
@@ -33,7 +34,8 @@ class ImageService:
     log = Logger()
 
     def __init__(self, package, upstream, holder, resolve,
-                 report_unreachable=lambda name, reason: None):
+                 report_unreachable=lambda name, reason: None, metrics=None):
+        self._metrics = metrics or Metrics()
         self._api = methods.API[package]
         self._package = package
         self._holder = holder
@@ -47,11 +49,12 @@ class ImageService:
         """
         :return: a dict of method path to C{grpc.RpcMethodHandler}.
         """
-        return {
-            methods.path(self._package, "ImageService", name):
-                grpc.unary_unary_rpc_method_handler(self._guarded(getattr(self, name)))
-            for name in methods.REWRITTEN
-        }
+        handlers = {}
+        for name in methods.REWRITTEN:
+            path = methods.path(self._package, "ImageService", name)
+            handlers[path] = grpc.unary_unary_rpc_method_handler(
+                self._metrics.instrument(path, self._guarded(getattr(self, name))))
+        return handlers
 
     def _guarded(self, method):
         def handler(request, context):
@@ -246,6 +249,8 @@ class ImageService:
             raise Abort.from_rpc_error(error)
 
     def _log_decision(self, action, original, result, registry, cache_hit, source):
+        self._metrics.rewrites.inc(action, "cache" if cache_hit else source,
+                                   registry.name if registry is not None else "-")
         self.log.info(
             "{action} {original} -> {result} (registry={registry}, cache_hit={cache_hit}, "
             "source={source})", action=action, original=original, result=result,

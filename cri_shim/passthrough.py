@@ -9,6 +9,7 @@ was written.
 import grpc
 
 from cri_shim import methods
+from cri_shim.metrics import Metrics
 from cri_shim.upstream import Abort, thd_metadata, thd_timeout
 
 
@@ -21,15 +22,17 @@ class ProxyHandler(grpc.GenericRpcHandler):
     :param rewriting: a dict of method path to C{grpc.RpcMethodHandler}.
     :param timeout: a callable returning the deadline, in seconds, for
         unary calls whose caller set none (config C{timeout}).
+    :param metrics: the L{cri_shim.metrics.Metrics} counting calls.
     """
 
-    def __init__(self, upstream, rewriting, timeout):
+    def __init__(self, upstream, rewriting, timeout, metrics=None):
         self._upstream = upstream
         self._timeout = timeout
+        self._metrics = metrics or Metrics()
         self._handlers = dict(rewriting)
         for path in methods.UNARY:
             self._handlers[path] = grpc.unary_unary_rpc_method_handler(
-                self._unary_relay(path))
+                self._metrics.instrument(path, self._unary_relay(path)))
 
     def service(self, handler_call_details):
         path = handler_call_details.method
@@ -53,15 +56,23 @@ class ProxyHandler(grpc.GenericRpcHandler):
 
     def _stream_relay(self, path):
         call = self._upstream.stream(path)
+        # Made-up method paths must not make up metric labels.
+        service, method = (path.lstrip("/").rsplit("/", 1) if path.startswith("/runtime.")
+                           and path.count("/") == 2 else ("other", "other"))
+        calls = self._metrics.calls
 
         def relay(requests, context):
             remaining = thd_timeout(context, None)
             responses = call(requests, timeout=remaining, metadata=thd_metadata(context))
             context.add_callback(responses.cancel)
+            code = "OK"
             try:
                 for response in responses:
                     yield response
             except grpc.RpcError as error:
+                code = error.code().name
                 Abort.from_rpc_error(error).apply(context)
+            finally:
+                calls.inc(service, method, code)
 
         return relay

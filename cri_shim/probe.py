@@ -18,6 +18,7 @@ from twisted.internet.defer import inlineCallbacks, returnValue
 from twisted.logger import Logger
 
 from cri_shim.httputil import BodyTooLarge, describe_failure, read_capped
+from cri_shim.metrics import Metrics
 
 MANIFEST_TYPES = (
     "application/vnd.oci.image.index.v1+json",
@@ -56,9 +57,10 @@ class Prober:
 
     log = Logger()
 
-    def __init__(self, http, clock):
+    def __init__(self, http, clock, metrics=None):
         self._http = http
         self._clock = clock
+        self._metrics = metrics or Metrics()
         self._tokens = {}
 
     def forget_tokens(self):
@@ -75,9 +77,16 @@ class Prober:
         :return: a Deferred firing C{True} (present) or C{False} (absent), or
             failing with L{ProbeError}.
         """
+        started = self._clock.seconds()
         d = self._has_manifest(registry, target)
         d.addTimeout(timeout, self._clock, onTimeoutCancel=_timed_out)
+        d.addBoth(self._observe, registry, started)
         return d
+
+    def _observe(self, result, registry, started):
+        self._metrics.probe_seconds.observe(self._clock.seconds() - started, registry.name,
+                                            "manifest")
+        return result
 
     @inlineCallbacks
     def _has_manifest(self, registry, target):

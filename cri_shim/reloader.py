@@ -13,6 +13,7 @@ from twisted.application import service
 from twisted.logger import Logger, LogLevel
 
 from cri_shim import config as configuration
+from cri_shim.metrics import Metrics
 from cri_shim.ticker import Ticker
 
 #: Settings that only take effect at start.
@@ -31,7 +32,10 @@ class ConfigReloader(service.Service):
     name = "config-reload"
     log = Logger()
 
-    def __init__(self, path, holder, reactor, loaded, handle_sighup=True):
+    def __init__(self, path, holder, reactor, loaded, handle_sighup=True, metrics=None):
+        self._metrics = metrics or Metrics()
+        #: When the running configuration was last loaded (reactor seconds).
+        self.last_success = reactor.seconds()
         self.path = path
         self._holder = holder
         self._reactor = reactor
@@ -96,12 +100,15 @@ class ConfigReloader(service.Service):
             new = attr.evolve(new, **{name: getattr(running, name) for name in RESTART_ONLY})
         log_notices(self.log, self.path, notices)
         self._good, self._bad = digest, None
+        self.last_success = self._reactor.seconds()
+        self._metrics.reloads.inc("success")
         self._holder.publish(new)
         self.log.info("reloaded {path} ({reason})", path=self.path, reason=reason)
         return True
 
     def _reject(self, problems, key):
         if key != self._bad:
+            self._metrics.reloads.inc("failure")
             self._bad = key
             self.log.error(
                 "{path} is not valid; the last good configuration keeps running:\n  "

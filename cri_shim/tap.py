@@ -22,11 +22,13 @@ from twisted.python import usage
 from twisted.web.client import Agent, HTTPConnectionPool, _HTTP11ClientFactory
 
 from cri_shim import __version__, config as configuration, kube, methods
+from cri_shim.admin import AdminResource, AdminState, add_readouts, admin_service
 from cri_shim.cache_stats import CacheStatsLogger
 from cri_shim.configmap import ConfigMapPoller
 from cri_shim.health import RegistryHealthChecker
 from cri_shim.grpc_server import GrpcServerService, SocketInUse, claim_socket
 from cri_shim.image_service import ImageService
+from cri_shim.metrics import Metrics
 from cri_shim.passthrough import ProxyHandler
 from cri_shim.probe import Prober
 from cri_shim.registry_tls import RegistryTLSPolicy
@@ -127,35 +129,44 @@ def makeService(options, reactor=None):
         # twistd prints a traceback for anything but SystemExit here.
         raise SystemExit("image-cri-shim: {}".format(e))
 
+    metrics = Metrics()
     holder = SnapshotHolder(config, reactor.seconds)
     pool = _quiet_pool(reactor)
     registries_http = HTTPClient(Agent(reactor, contextFactory=RegistryTLSPolicy(holder),
                                        pool=pool))
-    prober = Prober(registries_http, reactor)
+    prober = Prober(registries_http, reactor, metrics)
     holder.subscribe(lambda snapshot: (pool.closeCachedConnections(), prober.forget_tokens()))
-    health = RegistryHealthChecker(holder, registries_http, reactor)
+    health = RegistryHealthChecker(holder, registries_http, reactor, metrics)
     resolver = Resolver(prober, on_unreachable=health.report_unreachable)
     upstream = Upstream(cri)
     resolve = partial(blockingCallFromThread, reactor, resolver.resolve)
     report_unreachable = partial(reactor.callFromThread, health.report_unreachable)
     rewriting = {}
     for package in methods.API:
-        rewriting.update(ImageService(package, upstream, holder, resolve,
-                                      report_unreachable).handlers())
-    proxy = ProxyHandler(upstream, rewriting, lambda: holder.current.config.timeout)
+        rewriting.update(ImageService(package, upstream, holder, resolve, report_unreachable,
+                                      metrics).handlers())
+    proxy = ProxyHandler(upstream, rewriting, lambda: holder.current.config.timeout, metrics)
 
     # Control path first, the gRPC server last: MultiService stops in
     # reverse order, so the server stops taking calls first.
     root = service.MultiService()
     root.setName("image-cri-shim")
-    reloader = ConfigReloader(options["config"], holder, reactor, options["text"])
+    reloader = ConfigReloader(options["config"], holder, reactor, options["text"],
+                              metrics=metrics)
     reloader.setServiceParent(root)
-    ConfigMapPoller(options["config"], holder, reloader, reactor,
-                    partial(kube.find_cluster, os.environ),
-                    partial(_cluster_http, reactor)).setServiceParent(root)
+    poller = ConfigMapPoller(options["config"], holder, reloader, reactor,
+                             partial(kube.find_cluster, os.environ),
+                             partial(_cluster_http, reactor), metrics=metrics)
+    poller.setServiceParent(root)
     health.setServiceParent(root)
     CacheStatsLogger(holder, reactor).setServiceParent(root)
-    GrpcServerService(config.shim, proxy, upstream, reactor).setServiceParent(root)
+    grpc_server = GrpcServerService(config.shim, proxy, upstream, reactor)
+    if config.admin:
+        add_readouts(metrics, holder, health, reloader, poller)
+        state = AdminState(metrics, holder, health, resolver, reloader, grpc_server, upstream,
+                           reactor)
+        admin_service(config.admin, AdminResource(state), reactor).setServiceParent(root)
+    grpc_server.setServiceParent(root)
     return root
 
 

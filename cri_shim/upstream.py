@@ -69,6 +69,18 @@ class Upstream:
                 self._stream[path] = call
         return call
 
+    def runtime_answers(self, timeout):
+        """
+        [worker thread] Whether the runtime answers a C{Version} call (any
+        answer but UNAVAILABLE or a timeout counts).
+        """
+        try:
+            self.unary("/runtime.v1.RuntimeService/Version")(b"", timeout=timeout)
+        except grpc.RpcError as error:
+            return error.code() not in (grpc.StatusCode.UNAVAILABLE,
+                                        grpc.StatusCode.DEADLINE_EXCEEDED)
+        return True
+
     def close(self):
         """
         Close the channel, cancelling every call still in flight on it.

@@ -93,6 +93,9 @@ class ShimNode:
     :param registries: the sandbox registries' C{(user, password)} pairs (or
         C{None} for one without auth); the first is the offline (C{address:})
         registry, the others the C{registries:} entries.
+    :param environment: changes to the shim's environment (which is this
+        process's otherwise): C{name: value}, a value of C{None} removing
+        the variable (e.g. C{KUBECONFIG}, C{HOME}).
     :ivar sandbox: the L{sandbox.Sandbox}.
     :ivar config_path: the shim's config file.
     :ivar socket: the shim's socket.
@@ -100,8 +103,9 @@ class ShimNode:
     :ivar process: the shim's C{Popen}, or C{None}.
     """
 
-    def __init__(self, registries=(ALICE, BOB)):
+    def __init__(self, registries=(ALICE, BOB), environment=None):
         self.credentials = list(registries)
+        self.environment = dict(environment or {})
         self.sandbox = sandbox.Sandbox(registries=registries)
         directory = self.sandbox.directory
         self.config_path = os.path.join(directory, "shim.yaml")
@@ -158,7 +162,7 @@ class ShimNode:
     # -- the config --------------------------------------------------------------
 
     def config_text(self, offline_priority=None, priorities=(), force=None, debug=None,
-                    extra=""):
+                    extra="", logins=None):
         """
         The shim's YAML, in the sealos layout, with C{auth: user:password}
         written unquoted as operators write it.
@@ -169,14 +173,19 @@ class ShimNode:
         :param force: C{force}, or C{None} to leave it out.
         :param debug: C{debug}, or C{None} to leave it out.
         :param extra: more top-level YAML appended as is.
+        :param logins: the C{(user, password)} (or C{None}) to write for each
+            registry, in the order of C{registries}; by default the ones the
+            sandbox registries accept.
         """
+        if logins is None:
+            logins = self.credentials
         lines = [
             "shim: {}".format(self.socket),
             "cri: {}".format(self.containerd.socket),
             "address: {}".format(self.offline.url),
         ]
-        if self.credentials[0] is not None:
-            lines.append("auth: {}:{}".format(*self.credentials[0]))
+        if logins[0] is not None:
+            lines.append("auth: {}:{}".format(*logins[0]))
         if offline_priority is not None:
             lines.append("offlinePriority: {}".format(offline_priority))
         if force is not None:
@@ -188,7 +197,7 @@ class ShimNode:
             lines.append("registries:")
         for index, registry in enumerate(others):
             lines.append("  - address: {}".format(registry.url))
-            login = self.credentials[index + 1]
+            login = logins[index + 1]
             if login is not None:
                 lines.append("    auth: {}:{}".format(*login))
             priority = priorities[index] if index < len(priorities) else None
@@ -226,6 +235,11 @@ class ShimNode:
         if self.process is not None and self.process.poll() is None:
             raise ShimError("the shim is already running")
         env = dict(os.environ, PYTHONUNBUFFERED="1")
+        for name, value in self.environment.items():
+            if value is None:
+                env.pop(name, None)
+            else:
+                env[name] = value
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
                 self.shim_command(),
@@ -258,6 +272,13 @@ class ShimNode:
                     self.socket, timeout, self.shim_log()))
             time.sleep(POLL_INTERVAL)
         return process
+
+    def serving(self):
+        """
+        :return: whether the shim's socket accepts connections now (does not
+            block).
+        """
+        return self._serving()
 
     def _serving(self):
         if not os.path.exists(self.socket):

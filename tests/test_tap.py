@@ -129,7 +129,7 @@ class MakeServiceTests(SynchronousTestCase):
         path = os.path.join(self.folder, "shim.yaml")
         with open(path, "w") as f:
             f.write("shim: {}\ncri: {}/cri.sock\nforce: true\naddress: http://sealos.hub:5000\n"
-                    .format(self.shim, self.folder))
+                    "admin: {}/admin.sock\n".format(self.shim, self.folder, self.folder))
         self.options = tap.Options()
         self.options.parseOptions(["--config", path])
 
@@ -140,7 +140,7 @@ class MakeServiceTests(SynchronousTestCase):
         root = tap.makeService(self.options, _Reactor())
         self.assertEqual(root.name, "image-cri-shim")
         self.assertEqual([child.name for child in root], [
-            "config-reload", "configmap", "registry-health", "cache-stats", "grpc"])
+            "config-reload", "configmap", "registry-health", "cache-stats", "admin", "grpc"])
         self.assertEqual(root.getServiceNamed("grpc").path, self.shim)
 
     def test_socket_in_use(self):
