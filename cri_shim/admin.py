@@ -13,8 +13,8 @@ import platform
 import grpc
 import twisted
 
-from twisted.application.internet import StreamServerEndpointService
-from twisted.internet.defer import maybeDeferred
+from twisted.application import service
+from twisted.internet.defer import fail, maybeDeferred
 from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint, UNIXServerEndpoint
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
@@ -41,26 +41,62 @@ def admin_service(address, root, reactor):
         host = host.strip("[]")
         kind = TCP6ServerEndpoint if ":" in host else TCP4ServerEndpoint
         endpoint = kind(reactor, int(port), interface=host)
-    site = Site(root)
+    site = _QuietSite(root)
     site.noisy = False
-    service = _AdminService(endpoint, site, folder)
-    service.setName("admin")
-    return service
+    return _AdminService(endpoint, site, address, folder)
 
 
-class _AdminService(StreamServerEndpointService):
+class _QuietSite(Site):
     """
-    Makes the socket's folder (0700) before listening.
+    No access log: a Prometheus scrape every few seconds would flood the
+    journal.
     """
 
-    def __init__(self, endpoint, site, folder):
-        StreamServerEndpointService.__init__(self, endpoint, site)
+    def log(self, request):
+        pass
+
+
+class _AdminService(service.Service):
+    """
+    Listens on the admin endpoint.  The endpoint is not essential: when it
+    cannot listen, that is logged and the shim keeps serving CRI.
+    """
+
+    name = "admin"
+    log = Logger()
+
+    def __init__(self, endpoint, site, address, folder):
+        self._endpoint = endpoint
+        self._site = site
+        self._address = address
         self._folder = folder
+        self._port = None
 
     def startService(self):
-        if self._folder is not None:
-            os.makedirs(self._folder, mode=0o700, exist_ok=True)
-        StreamServerEndpointService.startService(self)
+        service.Service.startService(self)
+        try:
+            if self._folder is not None:
+                os.makedirs(self._folder, mode=0o700, exist_ok=True)
+            d = self._endpoint.listen(self._site)
+        except OSError as e:
+            d = fail(e)
+        d.addCallbacks(self._listening, self._failed)
+
+    def _listening(self, port):
+        self._port = port
+        self.log.info("admin endpoint on {address}", address=self._address)
+
+    def _failed(self, failure):
+        self.log.error("the admin endpoint cannot listen on {address} ({reason}); CRI is "
+                       "served all the same", address=self._address,
+                       reason=failure.getErrorMessage())
+
+    def stopService(self):
+        service.Service.stopService(self)
+        if self._port is not None:
+            port, self._port = self._port, None
+            return port.stopListening()
+        return None
 
 
 def add_readouts(metrics, holder, health, reloader, poller):

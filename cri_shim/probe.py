@@ -92,25 +92,57 @@ class Prober:
     def _has_manifest(self, registry, target):
         url = "{}/v2/{}/manifests/{}".format(
             registry.address.url, target.path, target.manifest_reference)
-        scope = "repository:{}:pull".format(target.path)
+        response, _ = yield self._logged_in(
+            registry, "HEAD", url, {"Accept": [", ".join(MANIFEST_TYPES)]},
+            "repository:{}:pull".format(target.path))
+        returnValue(_verdict(response, target))
+
+    @inlineCallbacks
+    def check_login(self, registry, timeout):
+        """
+        Ask the registry's API root with its login, for C{--dry-run}.
+
+        :return: a Deferred firing with what was found (reachable, and
+            whether the credentials were accepted), or failing with
+            L{ProbeError}.
+        """
+        d = self._logged_in(registry, "GET", registry.address.url + "/v2/", {}, None)
+        d.addTimeout(timeout, self._clock, onTimeoutCancel=_timed_out)
+        response, challenged = yield d
+        if response.code != 200:
+            raise ProbeError("the API root answered {}".format(response.code))
+        if challenged:
+            returnValue("reachable, credentials accepted")
+        returnValue("reachable, open (no login needed)")
+
+    @inlineCallbacks
+    def _logged_in(self, registry, method, url, headers, scope):
+        """
+        Send a request, answering the registry's C{WWW-Authenticate}
+        challenge with its login (a cached Bearer token first, if any).
+
+        :return: a Deferred firing with the final response and whether the
+            registry asked for the login.
+        """
         token_key = (registry.name, scope)
-        headers = {"Accept": [", ".join(MANIFEST_TYPES)]}
         token = self._cached_token(token_key)
+        challenged = token is not None
         if token is not None:
             headers["Authorization"] = ["Bearer " + token]
-        response = yield self._request("HEAD", url, headers)
+        response = yield self._request(method, url, headers)
         if response.code == 401 and token is not None:
             self._tokens.pop(token_key, None)
             del headers["Authorization"]
-            response = yield self._request("HEAD", url, headers)
+            response = yield self._request(method, url, headers)
         if response.code == 401:
+            challenged = True
             authorization = yield self._answer_challenge(registry, response, scope, token_key)
             headers["Authorization"] = [authorization]
-            response = yield self._request("HEAD", url, headers)
+            response = yield self._request(method, url, headers)
             if response.code == 401:
                 raise ProbeError("credentials rejected (401)" if registry.credentials
                                  else "authentication required (401)")
-        returnValue(_verdict(response, target))
+        returnValue((response, challenged))
 
     def _cached_token(self, key):
         entry = self._tokens.get(key)
@@ -157,7 +189,7 @@ class Prober:
         realm_url = urlsplit(realm)
         if realm_url.scheme not in ("https", registry.address.scheme) or not realm_url.netloc:
             raise ProbeError("token realm {!r} is not usable".format(realm))
-        query = {"service": fields.get("service", ""), "scope": scope}
+        query = {"service": fields.get("service", ""), "scope": scope or ""}
         url = realm + ("&" if "?" in realm else "?") + urlencode(
             {k: v for k, v in query.items() if v})
         headers = {"Accept": ["application/json"]}

@@ -5,6 +5,7 @@ C{twistd image-cri-shim} runs.  Only this module resolves the global reactor.
 """
 
 import os
+import sys
 
 # gRPC's core logs routine connection events (GOAWAY on every shutdown) to
 # stderr unless told otherwise; keep its errors only, unless the operator set
@@ -16,6 +17,7 @@ from functools import partial
 
 from treq.client import HTTPClient
 from twisted.application import service
+from twisted.internet import task
 from twisted.internet.threads import blockingCallFromThread
 from twisted.logger import Logger
 from twisted.python import usage
@@ -25,6 +27,7 @@ from cri_shim import __version__, config as configuration, kube, methods
 from cri_shim.admin import AdminResource, AdminState, add_readouts, admin_service
 from cri_shim.cache_stats import CacheStatsLogger
 from cri_shim.configmap import ConfigMapPoller
+from cri_shim.dryrun import dry_run
 from cri_shim.health import RegistryHealthChecker
 from cri_shim.grpc_server import GrpcServerService, SocketInUse, claim_socket
 from cri_shim.image_service import ImageService
@@ -59,6 +62,11 @@ class Options(usage.Options):
         ["config", "c", configuration.DEFAULT_CONFIG_PATH, "The configuration file."],
         ["file", "f", None, "Same as --config (the sealos image-cri-shim flag)."],
     ]
+    optFlags = [
+        ["dry-run", None, "Check the config, the runtime's socket and every registry "
+         "(reachable, TLS, login), print the effective config with secrets redacted, and "
+         "exit 0 if all is well, else 1."],
+    ]
 
     def opt_version(self):
         """
@@ -77,11 +85,18 @@ class Options(usage.Options):
             raise usage.UsageError("cannot read the config file {}: {}".format(
                 path, e.strerror or e))
         self["text"] = text
+        if self["dry-run"]:
+            task.react(lambda reactor: dry_run(reactor, path, text, sys.stdout, runtime_socket)
+                       .addCallback(_exit))
         try:
             self["loaded"] = configuration.load(text, source=path)
         except configuration.ConfigError as e:
             raise usage.UsageError("invalid config file {}:\n  {}".format(
                 path, "\n  ".join(e.problems)))
+
+
+def _exit(status):
+    raise SystemExit(status)
 
 
 class StartupError(Exception):

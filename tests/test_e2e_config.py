@@ -406,6 +406,8 @@ class _LiveConfigCase(unittest.TestCase):
         """
         status = yield deferToThread(self.node.stop_shim)
         output = self.node.shim_log()
+        if os.environ.get("DUMP_SHIM_LOG"):
+            twisted_log.msg("SHIM LOG of {}:\n{}".format(self._testMethodName, output))
         self.assertIn(status, CLEAN_STOP_STATUSES, output)
         self.assertIn(SHUT_DOWN_LINE, output)
         secrets = self.node.secrets() + self.secrets
