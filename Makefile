@@ -8,7 +8,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 APT_PACKAGES := containerd docker-registry apache2-utils protobuf-compiler
-TEST_DEPS := hypothesis
+TEST_DEPS := hypothesis prometheus_client
 
 .PHONY: setup test demo system-packages protos clean
 

@@ -34,8 +34,9 @@ class Relay(grpc.GenericRpcHandler):
             call = self._calls[details.method] = self._channel.unary_unary(details.method)
 
         def relay(request, context):
+            remaining = context.time_remaining()
             try:
-                return call(request, timeout=context.time_remaining())
+                return call(request, timeout=remaining if remaining < 1e8 else None)
             except grpc.RpcError as e:
                 context.abort(e.code(), e.details() or "")
 

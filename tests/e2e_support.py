@@ -111,6 +111,7 @@ class ShimNode:
         self.config_path = os.path.join(directory, "shim.yaml")
         self.socket = os.path.join(directory, "shim.sock")
         self.log_path = os.path.join(directory, "shim.log")
+        self.admin = os.path.join(directory, "admin.sock")
         self.process = None
         self._clients = []
 
@@ -183,6 +184,7 @@ class ShimNode:
             "shim: {}".format(self.socket),
             "cri: {}".format(self.containerd.socket),
             "address: {}".format(self.offline.url),
+            "admin: {}".format(self.admin),
         ]
         if logins[0] is not None:
             lines.append("auth: {}:{}".format(*logins[0]))

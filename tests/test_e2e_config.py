@@ -174,6 +174,7 @@ class _LiveConfigCase(unittest.TestCase):
         home = os.path.join(directory, "home")
         os.mkdir(home)
         self.kubeconfig = os.path.join(directory, "kubeconfig")
+        self.admin_socket = os.path.join(directory, "admin.sock")
         self.node.environment.update({
             "KUBECONFIG": self.kubeconfig,
             "HOME": home,
@@ -261,9 +262,12 @@ class _LiveConfigCase(unittest.TestCase):
     def config(self, extra=RELOAD_EVERY_SECOND, **options):
         """
         :return: the shim's YAML (L{ShimNode.config_text} options), reloaded
-            every second unless C{extra} says otherwise.
+            every second unless C{extra} says otherwise, with its admin
+            endpoint in the sandbox (not the machine's
+            C{/run/image-cri-shim}).
         """
-        return self.node.config_text(extra=extra, **options)
+        return self.node.config_text(extra="admin: {}\n{}".format(self.admin_socket, extra),
+                                     **options)
 
     def write_file(self, text):
         """
@@ -538,6 +542,28 @@ class ConfigMapSyncTests(_LiveConfigCase):
         with open(self.node.config_path, encoding="utf-8") as f:
             self.assertEqual(f.read(), text)
         self.assertSameProcess()
+        yield self.assertStopsCleanlyWithoutSecrets()
+
+    @inlineCallbacks
+    def test_corrupt_file_while_in_sync(self):
+        """
+        EXPLORATORY.
+        """
+        offline = self.offline.push_image("library/nginx", "latest", content=b"offline nginx")
+        self.set_configmap(self.second_entry())
+        good = self.config()
+        yield self.start(good)
+        yield self.wait_for_log("ConfigMap {} is in sync".format(WHERE))
+        self.write_file(good + "timeout: soon\n")
+        yield sleep(3.5)
+        self.write_file(good.replace("auth: {}:{}".format(*ALICE),
+                                     'auth: "{}:{}'.format(*ALICE)) + "bad: [\n")
+        yield sleep(3.5)
+        self.set_configmap(self.second_entry(priority=2000))
+        yield sleep(3.5)
+        self.write_file(good)
+        yield sleep(3.5)
+        with open(self.node.config_path) as f: twisted_log.msg("FINAL FILE\n" + f.read())
         yield self.assertStopsCleanlyWithoutSecrets()
 
     @inlineCallbacks
