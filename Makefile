@@ -3,6 +3,8 @@
 #                docker-registry and htpasswd for the sandbox node)
 #   make test    set up, then run the whole trial suite
 #   make demo    set up, then run the shim on a local sandbox node until Ctrl-C
+#   make deb     the Debian package, built out of a copy of the tree, into build/deb/
+#   make deb-test  as root: build, lint, install, run and purge the Debian package
 
 PYTHON ?= python3
 VENV := .venv
@@ -10,7 +12,7 @@ PY := $(VENV)/bin/python
 APT_PACKAGES := containerd docker-registry apache2-utils protobuf-compiler
 TEST_DEPS := hypothesis prometheus_client
 
-.PHONY: setup test demo system-packages protos clean
+.PHONY: setup test demo system-packages protos clean deb deb-test
 
 setup: system-packages $(VENV)/.installed
 
@@ -42,6 +44,12 @@ test: setup
 
 demo: setup
 	$(PY) -m cri_shim.demo
+
+deb:
+	bash debian/ci/deb-test.sh build build/deb
+
+deb-test:
+	bash debian/ci/deb-test.sh
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info cri_shim/_proto _trial_temp twisted/plugins/dropin.cache

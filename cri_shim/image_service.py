@@ -18,6 +18,8 @@ from cri_shim.metrics import Metrics
 from cri_shim.upstream import Abort, thd_metadata, thd_timeout
 
 _NOT_PRESENT = "(not present)"
+#: How often a pull in progress looks whether its registry was found down.
+_DOWN_CHECK_INTERVAL = 0.5
 
 
 class ImageService:
@@ -124,7 +126,9 @@ class ImageService:
         while True:
             body = self._pull_body(request, raw, decision, kubelet_sent_auth)
             try:
-                response = self._call_cancellable(self._pull, body, context)
+                response = self._call_cancellable(
+                    self._pull, body, context,
+                    decision.registry.name if decision.moved else None)
             except Abort as abort:
                 if not decision.moved or abort.code == grpc.StatusCode.CANCELLED:
                     raise
@@ -233,16 +237,29 @@ class ImageService:
         except grpc.RpcError as error:
             raise Abort.from_rpc_error(error)
 
-    def _call_cancellable(self, call, body, context):
+    def _call_cancellable(self, call, body, context, registry=None):
         """
         Like L{_call}, but the runtime's call is cancelled when the caller
-        cancels (a pull can take minutes).
+        cancels (a pull can take minutes), or when C{registry}, the registry
+        the pull goes to, is found down meanwhile (a stalled registry gives
+        the runtime no error to return, so the pull would hang until its
+        deadline).
+
+        :raise Abort: UNAVAILABLE naming C{registry} in the second case.
         """
         timeout = thd_timeout(context, self._holder.current.config.timeout)
         future = call.future(body, timeout=timeout, metadata=thd_metadata(context))
         context.add_callback(future.cancel)
         try:
-            return future.result()
+            while True:
+                try:
+                    return future.result(timeout=_DOWN_CHECK_INTERVAL)
+                except grpc.FutureTimeoutError:
+                    if registry is not None and registry in self._holder.current.down:
+                        future.cancel()
+                        raise Abort(grpc.StatusCode.UNAVAILABLE,
+                                    "registry {} was found down during the pull".format(
+                                        registry))
         except grpc.FutureCancelledError:
             raise Abort(grpc.StatusCode.CANCELLED, "cancelled by the caller")
         except grpc.RpcError as error:

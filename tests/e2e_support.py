@@ -5,7 +5,10 @@ file, the shim itself as a C{twistd -n image-cri-shim} subprocess, and CRI
 clients on its socket and on containerd's.
 
 Blocking and standard library only (plus the shim's own client): use it from
-C{SynchronousTestCase} methods or plain scripts.  Every wait is bounded.
+C{SynchronousTestCase} methods or plain scripts, or from a C{TestCase} on
+the real reactor through C{deferToThread} (but start processes from the
+main thread: they die with the thread that started them).  Every wait is
+bounded.
 """
 
 import base64

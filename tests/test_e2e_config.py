@@ -15,7 +15,9 @@ every gRPC call runs in a thread (L{deferToThread}) and every wait is a
 bounded poll with L{deferLater} (L{wait_until}).
 
 Times to effect (from the change to the first pull that shows it) are
-written to trial's log (C{test.log}) as C{TIME-TO-EFFECT} lines.
+written to trial's log (C{test.log}) as C{TIME-TO-EFFECT} lines; with
+C{DUMP_SHIM_LOG=1} in the environment, each shim's whole output is written
+there too.
 
 Trial does not call C{setUpClass}: each test makes its own sandbox in
 C{setUp} and removes it with C{addCleanup}.
@@ -417,8 +419,6 @@ class _LiveConfigCase(unittest.TestCase):
         secrets = self.node.secrets() + self.secrets
         for secret in secrets:
             self.assertNotIn(secret, output)
-        # The test CA's private key never reaches the shim; the token in the
-        # kubeconfig is also checked above through self.secrets.
         returnValue(output)
 
 
@@ -545,25 +545,44 @@ class ConfigMapSyncTests(_LiveConfigCase):
         yield self.assertStopsCleanlyWithoutSecrets()
 
     @inlineCallbacks
-    def test_corrupt_file_while_in_sync(self):
+    def test_invalid_configmap_reported_once(self):
         """
-        EXPLORATORY.
+        A ConfigMap change the shim must refuse (a priority that is not a
+        number) is reported by one error naming the problem, and is not
+        later claimed to be in sync, however many polls pass; the local file
+        is left alone and pulls keep using the last good config.  The fixed
+        ConfigMap is applied within two reload intervals.
         """
         offline = self.offline.push_image("library/nginx", "latest", content=b"offline nginx")
+        second = self.second.push_image("library/nginx", "latest", content=b"second nginx")
         self.set_configmap(self.second_entry())
-        good = self.config()
-        yield self.start(good)
-        yield self.wait_for_log("ConfigMap {} is in sync".format(WHERE))
-        self.write_file(good + "timeout: soon\n")
-        yield sleep(3.5)
-        self.write_file(good.replace("auth: {}:{}".format(*ALICE),
-                                     'auth: "{}:{}'.format(*ALICE)) + "bad: [\n")
-        yield sleep(3.5)
+        text = self.config()
+        yield self.start(text)
+        in_sync = "ConfigMap {} is in sync".format(WHERE)
+        yield self.wait_for_log(in_sync)
+
+        self.set_configmap(self.second_entry(priority="high"))
+        not_applied = "ConfigMap {} (resourceVersion 102) not applied".format(WHERE)
+        yield self.wait_for_log(not_applied, timeout=2 * INTERVAL + SLACK)
+        yield self.polls(3)
+        log = self.node.shim_log()
+        self.assertEqual(self.count("not applied"), 1, log)
+        self.assertIn("registries[0].priority: expected a whole number, got 'high'", log)
+        self.assertEqual(
+            self.count(in_sync), 1,
+            "the refused ConfigMap is later said to be in sync:\n" + log)
+        with open(self.node.config_path, encoding="utf-8") as f:
+            self.assertEqual(f.read(), text)
+        self.assertEqual((yield self.pull("nginx:latest")), offline.config_digest)
+
         self.set_configmap(self.second_entry(priority=2000))
-        yield sleep(3.5)
-        self.write_file(good)
-        yield sleep(3.5)
-        with open(self.node.config_path) as f: twisted_log.msg("FINAL FILE\n" + f.read())
+        changed = time.monotonic()
+        yield self.wait_for_pull("nginx:latest", second.config_digest, 2 * INTERVAL + SLACK,
+                                 "the fixed ConfigMap")
+        took = time.monotonic() - changed
+        self.report("fixed ConfigMap -> pull from the new registry", took)
+        self.assertLess(took, 2 * INTERVAL + SLACK)
+        self.assertSameProcess()
         yield self.assertStopsCleanlyWithoutSecrets()
 
     @inlineCallbacks

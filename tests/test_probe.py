@@ -231,3 +231,20 @@ class ConnectionTests(SynchronousTestCase):
         d = prober.has_manifest(registry_config("https://down.example"),
                                 reference.parse("down.example/a:1"), 2.0)
         self.assertIn("ConnectionRefusedError", self.failureResultOf(d, ProbeError).value.reason)
+
+
+class DescribeFailureTests(SynchronousTestCase):
+    def test_wrapped_timeout(self):
+        """
+        A request cancelled by its timeout reaches the caller wrapped by
+        twisted.web (ResponseNeverReceived): it still reads as a timeout.
+        """
+        from twisted.internet.defer import CancelledError
+        from twisted.python.failure import Failure
+        from twisted.web._newclient import ResponseNeverReceived
+
+        from cri_shim.httputil import describe_failure
+        wrapped = ResponseNeverReceived([Failure(CancelledError())])
+        self.assertEqual(describe_failure(wrapped, 2), "no answer within 2s")
+        self.assertEqual(describe_failure(ConnectionRefusedError("refused"), 2),
+                         "ConnectionRefusedError: refused")

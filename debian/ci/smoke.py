@@ -24,6 +24,7 @@ import socket
 import subprocess
 import sys
 import time
+import traceback
 
 DIST_PACKAGES = "/usr/lib/python3/dist-packages/"
 USER, PASSWORD = "deb-test", "deb:test-pw"
@@ -37,6 +38,8 @@ def load_sandbox(repo):
     path = os.path.join(repo, "cri_shim", "sandbox.py")
     spec = importlib.util.spec_from_file_location("ics_deb_test_sandbox", path)
     module = importlib.util.module_from_spec(spec)
+    # dataclasses look their module up in sys.modules.
+    sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return module
 
@@ -77,17 +80,70 @@ def read(path):
         return ""
 
 
+#: What the interpreter imported before this script ran (site's .pth hooks
+#: such as setuptools' _distutils_hack): not the shim's doing.
+AT_STARTUP = frozenset(sys.modules)
+
+
+def check_depends():
+    """
+    Every Debian package whose Python modules the shim imports is in the
+    dependency closure of image-cri-shim: no module comes from a package
+    that merely happens to be installed here.
+    """
+    import cri_shim.ctl  # noqa: F401
+    import cri_shim.tap  # noqa: F401
+    from twisted.internet import ssl
+
+    # TLS to registries: service_identity is imported only here.
+    ssl.optionsForClientTLS("registry.example")
+    files = sorted({module.__file__ for name, module in list(sys.modules.items())
+                    if name not in AT_STARTUP
+                    and (getattr(module, "__file__", None) or "").startswith(DIST_PACKAGES)})
+    owners = set()
+    for line in subprocess.run(["dpkg", "-S"] + files, capture_output=True, text=True,
+                               check=True).stdout.splitlines():
+        owners.update(name.strip().split(":")[0] for name in line.split(": ", 1)[0].split(","))
+    closure = subprocess.run(
+        ["apt-cache", "depends", "--recurse", "--no-recommends", "--no-suggests",
+         "--no-conflicts", "--no-breaks", "--no-replaces", "--no-enhances", "image-cri-shim"],
+        capture_output=True, text=True, check=True).stdout
+    closure = {line.split(":")[0] for line in closure.splitlines()
+               if line and not line[0].isspace()}
+    missing = sorted(owners - closure)
+    check(not missing, "Depends cover every package the shim imports from ({})".format(
+        ", ".join(sorted(owners))) if not missing else
+        "packages imported but not in Depends: " + ", ".join(missing))
+
+
 def main(repo, workdir):
+    log_path = os.path.join(workdir, "shim.log")
+    try:
+        run(repo, workdir, log_path)
+    except AssertionError as e:
+        print("  FAILED: {}".format(e), flush=True)
+    except Exception:
+        print("  FAILED:", flush=True)
+        traceback.print_exc(file=sys.stdout)
+    else:
+        return 0
+    log = read(log_path)
+    if log:
+        print("---- shim log (last 60 lines) ----\n" + "\n".join(log.splitlines()[-60:]))
+    return 1
+
+
+def run(repo, workdir, log_path):
     import cri_shim
     from cri_shim.cri_client import CRIClient
 
     check(cri_shim.__file__.startswith(DIST_PACKAGES),
           "cri_shim imported from the package: " + cri_shim.__file__)
+    check_depends()
     sandbox = load_sandbox(repo)
     node = sandbox.Sandbox(registries=[(USER, PASSWORD)])
     shim = None
     clients = []
-    log_path = os.path.join(workdir, "shim.log")
     try:
         node.start()
         registry = node.registries[0]
@@ -153,13 +209,6 @@ def main(repo, workdir):
                 STOP_TIMEOUT, read(log_path)))
         check(status in CLEAN_STOP_STATUSES, "SIGTERM stops the shim (status {})".format(status))
         check(not os.path.exists(socket_path), "the shim removed its socket")
-        return 0
-    except Exception as e:
-        print("  FAILED: {}: {}".format(type(e).__name__, e), flush=True)
-        log = read(log_path)
-        if log:
-            print("---- shim log (last 60 lines) ----\n" + "\n".join(log.splitlines()[-60:]))
-        return 1
     finally:
         for client in clients:
             client.close()
