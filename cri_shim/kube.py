@@ -22,12 +22,9 @@ from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
-from OpenSSL import SSL, crypto
-from twisted.internet.abstract import isIPAddress, isIPv6Address
-from twisted.internet.interfaces import IOpenSSLClientConnectionCreator
+from OpenSSL import crypto
 from twisted.internet.ssl import (
     Certificate,
-    CertificateOptions,
     PrivateCertificate,
     optionsForClientTLS,
     trustRootFromCertificates,
@@ -37,6 +34,7 @@ from twisted.web.iweb import IPolicyForHTTPS
 from zope.interface import implementer
 
 from cri_shim.config import Secret
+from cri_shim.registry_tls import Unverified
 
 SERVICE_ACCOUNT = "/var/run/secrets/kubernetes.io/serviceaccount"
 IN_CLUSTER = "in-cluster service account"
@@ -105,7 +103,7 @@ class Cluster:
             client = PrivateCertificate.loadPEM(
                 self.client_cert_pem + b"\n" + self.client_key_pem)
         if self.insecure:
-            return _Policy(lambda host: _Unverified(host, client))
+            return _Policy(lambda host: Unverified(host, client))
         trust = None
         if self.ca_pem is not None:
             trust = trustRootFromCertificates(_certificates(self.ca_pem))
@@ -607,27 +605,3 @@ class _Policy:
         if creator is None:
             creator = self._creators[host] = self._make(host)
         return creator
-
-
-@implementer(IOpenSSLClientConnectionCreator)
-class _Unverified:
-    """
-    TLS without verifying the server (C{insecure-skip-tls-verify}), still
-    presenting the client certificate and sending the server name.
-    """
-
-    def __init__(self, host, client):
-        options = {}
-        if client is not None:
-            options = {"privateKey": client.privateKey.original, "certificate": client.original}
-        self._context = CertificateOptions(verify=False, **options).getContext()
-        self._name = None
-        if not (isIPAddress(host) or isIPv6Address(host)):
-            self._name = host.encode("idna")
-
-    def clientConnectionForTLS(self, tlsProtocol):
-        connection = SSL.Connection(self._context, None)
-        connection.set_app_data(tlsProtocol)
-        if self._name is not None:
-            connection.set_tlsext_host_name(self._name)
-        return connection

@@ -7,8 +7,10 @@ certificate, or — only when configured for that registry — no verification.
 
 from OpenSSL import SSL
 from twisted.internet.interfaces import IOpenSSLClientConnectionCreator
+from twisted.internet.abstract import isIPAddress, isIPv6Address
 from twisted.internet.ssl import (
     Certificate,
+    CertificateOptions,
     PrivateCertificate,
     optionsForClientTLS,
     trustRootFromCertificates,
@@ -55,14 +57,17 @@ def _settings(config, host, port):
 
 
 def _creator(host, tls):
+    client = None
+    if tls.cert_file:
+        with open(tls.cert_file, "rb") as cert, open(tls.key_file, "rb") as key:
+            client = PrivateCertificate.loadPEM(cert.read() + b"\n" + key.read())
     if tls.insecure_skip_verify:
-        return _Unverified(host)
+        return Unverified(host, client)
     options = {}
     if tls.ca_file:
         options["trustRoot"] = trustRootFromCertificates(_certificates(tls.ca_file))
-    if tls.cert_file:
-        with open(tls.cert_file, "rb") as cert, open(tls.key_file, "rb") as key:
-            options["clientCertificate"] = PrivateCertificate.loadPEM(cert.read() + b"\n" + key.read())
+    if client is not None:
+        options["clientCertificate"] = client
     return optionsForClientTLS(host, **options)
 
 
@@ -77,19 +82,28 @@ def _certificates(path):
 
 
 @implementer(IOpenSSLClientConnectionCreator)
-class _Unverified:
+class Unverified:
     """
-    TLS without certificate verification (C{insecureSkipVerify}), still
-    sending the server name.
+    TLS without verifying the server (a registry's C{insecureSkipVerify}, a
+    kubeconfig's C{insecure-skip-tls-verify}), still presenting the client
+    certificate, if any, and sending the server name (not for IPs).
+
+    :param host: the server's name or IP.
+    :param client: a C{PrivateCertificate}, or C{None}.
     """
 
-    def __init__(self, host):
-        self._host = host.encode("idna")
-        self._context = SSL.Context(SSL.TLS_METHOD)
-        self._context.set_verify(SSL.VERIFY_NONE, lambda *args: True)
+    def __init__(self, host, client=None):
+        options = {}
+        if client is not None:
+            options = {"privateKey": client.privateKey.original, "certificate": client.original}
+        self._context = CertificateOptions(verify=False, **options).getContext()
+        self._name = None
+        if not (isIPAddress(host) or isIPv6Address(host)):
+            self._name = host.encode("idna")
 
     def clientConnectionForTLS(self, tlsProtocol):
         connection = SSL.Connection(self._context, None)
         connection.set_app_data(tlsProtocol)
-        connection.set_tlsext_host_name(self._host)
+        if self._name is not None:
+            connection.set_tlsext_host_name(self._name)
         return connection

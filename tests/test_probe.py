@@ -5,11 +5,14 @@ StubTreq), plus connection failures and timeouts on an injected clock.
 """
 
 from treq.testing import StubTreq
-from twisted.internet.defer import Deferred, fail
+from twisted.internet.defer import CancelledError, Deferred, fail
 from twisted.internet.task import Clock
+from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
+from twisted.web.client import ResponseNeverReceived
 
 from cri_shim import reference
+from cri_shim.httputil import describe_failure
 from cri_shim.probe import ProbeError, Prober
 from cri_shim.testing import FakeRegistries, FakeRegistry, registry_config
 
@@ -239,11 +242,6 @@ class DescribeFailureTests(SynchronousTestCase):
         A request cancelled by its timeout reaches the caller wrapped by
         twisted.web (ResponseNeverReceived): it still reads as a timeout.
         """
-        from twisted.internet.defer import CancelledError
-        from twisted.python.failure import Failure
-        from twisted.web._newclient import ResponseNeverReceived
-
-        from cri_shim.httputil import describe_failure
         wrapped = ResponseNeverReceived([Failure(CancelledError())])
         self.assertEqual(describe_failure(wrapped, 2), "no answer within 2s")
         self.assertEqual(describe_failure(ConnectionRefusedError("refused"), 2),

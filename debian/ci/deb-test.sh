@@ -183,6 +183,14 @@ check "the twisted-plugins-cache trigger rebuilt the plugin cache with image_cri
   grep -qa image_cri_shim "$plugins/dropin.cache"
 check "twistd3 lists the image-cri-shim plugin" \
   bash -c "cd / && /usr/bin/twistd3 --help | grep -q '^ *image-cri-shim '"
+mkdir "$work/protoc"
+/usr/bin/protoc -I "$src/proto" --python_out="$work/protoc" runtime/v1/api.proto \
+  runtime/v1alpha2/api.proto || fail "protoc on proto/"
+for api in v1 v1alpha2; do
+  check "cri_shim/_proto/runtime/$api/api_pb2.py is what Debian's protoc generates" \
+    cmp -s "$work/protoc/runtime/$api/api_pb2.py" \
+      "/usr/lib/python3/dist-packages/cri_shim/_proto/runtime/$api/api_pb2.py"
+done
 if command -v systemd-analyze >/dev/null; then
   check "systemd-analyze verify image-cri-shim.service" \
     systemd-analyze verify /lib/systemd/system/image-cri-shim.service
