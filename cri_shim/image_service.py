@@ -27,8 +27,9 @@ class ImageService:
     :param package: the CRI package, C{"runtime.v1"} or C{"runtime.v1alpha2"}.
     :param upstream: the L{cri_shim.upstream.Upstream}.
     :param holder: the L{cri_shim.snapshot.SnapshotHolder}.
-    :param resolve: a blocking callable C{(snapshot, ref, exclude)} returning
-        a L{rewrite.Decision} (the thread bridge to the resolver).
+    :param resolve: a blocking callable C{(context, snapshot, ref, exclude)}
+        returning a L{rewrite.Decision} (the thread bridge to the resolver,
+        cancelled with the call).
     :param report_unreachable: a callable C{(registry name, reason)}, safe to
         call from any thread, for pulls that could not reach a registry.
     """
@@ -119,7 +120,7 @@ class ImageService:
         if ref is None:
             return self._call_cancellable(self._pull, raw, context)
         snapshot = self._holder.current
-        decision, cache_hit = self._decide(snapshot, ref)
+        decision, cache_hit = self._decide(context, snapshot, ref)
         self._refuse_upstream(snapshot, decision, name)
         kubelet_sent_auth = request.HasField("auth")
         failed = set()
@@ -141,7 +142,7 @@ class ImageService:
                     "PullImage {original} from {registry} failed ({code}: {details}); "
                     "trying the next registry", original=name, registry=registry,
                     code=abort.code.name, details=abort.details)
-                retry = self._resolve(snapshot, ref, frozenset(failed))
+                retry = self._resolve(context, snapshot, ref, frozenset(failed))
                 if not retry.moved:
                     raise
                 decision, cache_hit = retry, False
@@ -152,7 +153,7 @@ class ImageService:
 
     # -- helpers ---------------------------------------------------------------
 
-    def _decide(self, snapshot, ref):
+    def _decide(self, context, snapshot, ref):
         """
         :return: C{(decision, cache_hit)}.
         """
@@ -165,7 +166,7 @@ class ImageService:
         if cached is not None and (cached.registry is None or
                                    cached.registry.name not in snapshot.down):
             return cached, True
-        return self._resolve(snapshot, ref, frozenset()), False
+        return self._resolve(context, snapshot, ref, frozenset()), False
 
     def _refuse_upstream(self, snapshot, decision, name):
         """

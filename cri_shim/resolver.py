@@ -40,25 +40,38 @@ class Resolver:
         :param exclude: registry names not to ask (a pull from them failed).
         :return: a Deferred firing with a L{rewrite.Decision}; it never fails
             for registry trouble (that is a decision not to move the image).
+            Cancelling it stops waiting; when nobody waits for a lookup any
+            more, its probes are cancelled too (kubelet gave up).
         """
         decision = rewrite.decide_without_lookup(snapshot.config, ref)
         if decision is not None:
             return succeed(decision)
         key = (snapshot.generation, rewrite.cache_key(ref), frozenset(exclude))
-        waiters = self._inflight.get(key)
-        if waiters is None:
-            waiters = self._inflight[key] = []
-            self._lookup(snapshot, ref, exclude).addCallback(self._deliver, key)
-        waiter = Deferred(lambda d: waiters.remove(d) if d in waiters else None)
+        entry = self._inflight.get(key)
+        new = entry is None
+        if new:
+            entry = self._inflight[key] = (_Lookup(self, snapshot, ref, exclude), [])
+        lookup, waiters = entry
+
+        def cancel(waiter):
+            if waiter in waiters:
+                waiters.remove(waiter)
+                if not waiters and self._inflight.get(key) is entry:
+                    del self._inflight[key]
+                    lookup.cancel()
+
+        waiter = Deferred(cancel)
         waiters.append(waiter)
+        if new:
+            # The waiter is in place first: a lookup may decide at once.
+            lookup.start().addCallback(self._deliver, key, entry)
         return waiter
 
-    def _deliver(self, decision, key):
-        for waiter in self._inflight.pop(key):
+    def _deliver(self, decision, key, entry):
+        if self._inflight.get(key) is entry:
+            del self._inflight[key]
+        for waiter in entry[1]:
             waiter.callback(decision)
-
-    def _lookup(self, snapshot, ref, exclude):
-        return _Lookup(self, snapshot, ref, exclude).start()
 
 
 class _Lookup:
@@ -80,11 +93,23 @@ class _Lookup:
         self._tried = tuple(candidate.registry.name for candidate in found)
         self._errors = {}
         self._log_lines = []
+        self._probes = []
         self._done = Deferred()
 
     def start(self):
         self._next_wave()
         return self._done
+
+    def cancel(self):
+        """
+        Nobody waits any more: stop the probes; the lookup never decides.
+        """
+        self._cancelled = True
+        for probe in self._probes:
+            if probe is not None and not probe.called:
+                probe.cancel()
+
+    _cancelled = False
 
     def _next_wave(self):
         while self._waves and not self._waves[0]:
@@ -94,10 +119,10 @@ class _Lookup:
             return
         wave = self._waves.pop(0)
         answers = [None] * len(wave)
-        probes = []
+        probes = self._probes = []
 
         def settle():
-            if self._done.called or (probes and probes[-1] is None):
+            if self._done.called or self._cancelled or (probes and probes[-1] is None):
                 return
             for index, candidate in enumerate(wave):
                 if answers[index] is None:
@@ -120,7 +145,7 @@ class _Lookup:
             settle()
 
         def failed(failure, index):
-            if self._done.called:
+            if self._done.called or self._cancelled:
                 return None
             answers[index] = False
             name = wave[index].registry.name
@@ -134,7 +159,7 @@ class _Lookup:
             return None
 
         for index, candidate in enumerate(wave):
-            if self._done.called:
+            if self._done.called or self._cancelled:
                 break
             # A placeholder keeps synchronous answers from settling the wave
             # before every probe in it has started.

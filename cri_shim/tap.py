@@ -18,13 +18,13 @@ from functools import partial
 from treq.client import HTTPClient
 from twisted.application import service
 from twisted.internet import task
-from twisted.internet.threads import blockingCallFromThread
 from twisted.logger import Logger
 from twisted.python import usage
 from twisted.web.client import Agent, HTTPConnectionPool, _HTTP11ClientFactory
 
 from cri_shim import __version__, config as configuration, kube, methods
 from cri_shim.admin import AdminResource, AdminState, add_readouts, admin_service
+from cri_shim.bridge import cancellable_caller
 from cri_shim.cache_stats import CacheStatsLogger
 from cri_shim.configmap import ConfigMapPoller
 from cri_shim.dryrun import dry_run
@@ -154,7 +154,7 @@ def makeService(options, reactor=None):
     health = RegistryHealthChecker(holder, registries_http, reactor, metrics)
     resolver = Resolver(prober, on_unreachable=health.report_unreachable)
     upstream = Upstream(cri)
-    resolve = partial(blockingCallFromThread, reactor, resolver.resolve)
+    resolve = cancellable_caller(reactor, resolver.resolve)
     report_unreachable = partial(reactor.callFromThread, health.report_unreachable)
     rewriting = {}
     for package in methods.API:

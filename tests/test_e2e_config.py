@@ -176,7 +176,6 @@ class _LiveConfigCase(unittest.TestCase):
         home = os.path.join(directory, "home")
         os.mkdir(home)
         self.kubeconfig = os.path.join(directory, "kubeconfig")
-        self.admin_socket = os.path.join(directory, "admin.sock")
         self.node.environment.update({
             "KUBECONFIG": self.kubeconfig,
             "HOME": home,
@@ -264,12 +263,9 @@ class _LiveConfigCase(unittest.TestCase):
     def config(self, extra=RELOAD_EVERY_SECOND, **options):
         """
         :return: the shim's YAML (L{ShimNode.config_text} options), reloaded
-            every second unless C{extra} says otherwise, with its admin
-            endpoint in the sandbox (not the machine's
-            C{/run/image-cri-shim}).
+            every second unless C{extra} says otherwise.
         """
-        return self.node.config_text(extra="admin: {}\n{}".format(self.admin_socket, extra),
-                                     **options)
+        return self.node.config_text(extra=extra, **options)
 
     def write_file(self, text):
         """

@@ -76,7 +76,7 @@ class ShimTestMixin:
                             key=lambda r: (-r.priority, not r.offline, r.name))
         return config.Config(registries=tuple(registries))
 
-    def resolve(self, snapshot, ref, exclude):
+    def resolve(self, context, snapshot, ref, exclude):
         """
         The resolver's contract, answered from C{self.holders}.
         """

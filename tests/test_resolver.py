@@ -297,3 +297,41 @@ class HealthOrderTests(SynchronousTestCase):
         self.prober.answer("backup.example/proj", True)
         self.successResultOf(d)
         self.assertEqual(self.unreachable, [("sealos.hub:5000", "no answer within 2s")])
+
+
+class LifetimeTests(SynchronousTestCase):
+    def setUp(self):
+        self.prober = FakeProber()
+        self.resolver = Resolver(self.prober)
+        self.holder = SnapshotHolder(make_config(OFFLINE, MIRROR), Clock().seconds)
+
+    def resolve(self, image, exclude=frozenset()):
+        return self.resolver.resolve(self.holder.current, reference.parse(image), exclude)
+
+    def test_all_excluded(self):
+        """
+        A lookup with every registry excluded decides at once (nobody), and
+        the caller hears of it.
+        """
+        d = self.resolve("nginx:1", frozenset(["sealos.hub:5000", "mirror.example"]))
+        decision = self.successResultOf(d)
+        self.assertEqual(decision.source, rewrite.NOBODY)
+        self.assertEqual(self.prober.calls, [])
+
+    def test_last_waiter_cancels_probes(self):
+        """
+        When every caller gave up (kubelet cancelled), the probes are
+        cancelled; a later lookup starts afresh.
+        """
+        first = self.resolve("nginx:1")
+        second = self.resolve("nginx:1")
+        first.cancel()
+        self.failureResultOf(first)
+        self.assertFalse(any(d.called for _, _, _, d in self.prober.calls))
+        second.cancel()
+        self.failureResultOf(second)
+        self.assertTrue(all(d.called for _, _, _, d in self.prober.calls))
+        third = self.resolve("nginx:1")
+        self.assertEqual(len(self.prober.calls), 4)
+        self.prober.answer("sealos.hub:5000", True)
+        self.assertEqual(self.successResultOf(third).registry, OFFLINE)
