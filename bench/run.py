@@ -55,6 +55,7 @@ PULL = methods.path(PACKAGE, "ImageService", "PullImage")
 REMOVE = methods.path(PACKAGE, "ImageService", "RemoveImage")
 
 TARGETS = ("direct", "floor", "shim")
+PHASES = ("latency", "throughput", "coldpull", "hol", "soak", "failover")
 MAX_MESSAGE = 16 * 1024 * 1024
 CHANNEL_OPTIONS = (("grpc.max_receive_message_length", MAX_MESSAGE),
                    ("grpc.max_send_message_length", MAX_MESSAGE))
@@ -106,12 +107,18 @@ def proc_cpu(pid):
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
-def proc_rss_mb(pid):
+def proc_rss_mb(pid, field="VmRSS"):
+    """VmRSS (or RssAnon, RssFile) of a process, in MB."""
     with open("/proc/{}/status".format(pid)) as f:
         for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024.0
     return float("nan")
+
+
+def rss_split(pid):
+    return "anon {:.1f} + file {:.1f}".format(proc_rss_mb(pid, "RssAnon"),
+                                             proc_rss_mb(pid, "RssFile"))
 
 
 def proc_threads(pid):
@@ -142,8 +149,9 @@ class Child:
     before the cleanup stops it in order), SIGTERM when this process dies.
     """
 
-    def __init__(self, name, argv, log_path, capture=False):
+    def __init__(self, name, argv, log_path, capture=False, env=()):
         self.name = name
+        self.env = dict(env)
         self.argv = argv
         self.log_path = log_path
         self.capture = capture
@@ -156,7 +164,7 @@ class Child:
                 self.argv, cwd=REPO, stdin=subprocess.PIPE if self.capture == "both" else
                 subprocess.DEVNULL,
                 stdout=subprocess.PIPE if self.capture else log_file, stderr=log_file,
-                env=dict(os.environ, PYTHONUNBUFFERED="1"), start_new_session=True,
+                env=dict(os.environ, PYTHONUNBUFFERED="1", **self.env), start_new_session=True,
                 preexec_fn=partial(sandbox._die_with_parent, sandbox._libc(), os.getpid()))
         return self
 
@@ -234,15 +242,17 @@ def wait_for_socket(path, child, timeout=START_TIMEOUT):
 class Shim(Child):
     """image-cri-shim as ``twistd -n image-cri-shim --config FILE``."""
 
-    def __init__(self, directory, name, config_text):
+    def __init__(self, directory, name, config_text, env=()):
         self.socket = os.path.join(directory, name + ".sock")
         self.config_path = os.path.join(directory, name + ".yaml")
         with open(self.config_path, "w") as f:
-            f.write("shim: {}\n".format(self.socket) + config_text)
+            # Each shim its own admin socket: the default one is the host's.
+            f.write("shim: {}\nadmin: {}\n".format(
+                self.socket, os.path.join(directory, name + "-admin.sock")) + config_text)
         Child.__init__(self, name, [
             PY, "-c", "from twisted.scripts.twistd import run; run()", "-n", "--pidfile=",
             "image-cri-shim", "--config", self.config_path],
-            os.path.join(directory, name + ".log"))
+            os.path.join(directory, name + ".log"), env=env)
 
     def start(self):
         Child.start(self)
@@ -369,7 +379,11 @@ class Bench:
         self.figures = {}
         self.notes = []
         self.shim = None
-        self.failover_shim = None
+        self.rss, self.rss_parts = {}, {}
+        self.runtime = "?"
+        self.images_listed = 0
+        self.shim_threads = 0
+        self.floor_rss = None
 
     # -- setup -------------------------------------------------------------------------------
 
@@ -393,7 +407,7 @@ class Bench:
         wait_for_socket(self.floor_socket, floor)
         self.floor = floor
         self.push_images()
-        self.shim = Shim(self.dir, "shim", self.config(self.r0.url)).start()
+        self.shim = Shim(self.dir, "shim", self.config(self.r0.url), self.shim_env()).start()
         self.children.append(self.shim)
         self.sockets = {"direct": self.containerd.socket, "floor": self.floor_socket,
                         "shim": self.shim.socket}
@@ -401,6 +415,9 @@ class Bench:
             self.channels[target] = grpc.insecure_channel("unix:" + path,
                                                           options=CHANNEL_OPTIONS)
         self.prime()
+
+    def shim_env(self):
+        return dict(item.split("=", 1) for item in self.args.shim_env)
 
     def config(self, offline_url):
         a = self.args
@@ -464,7 +481,12 @@ class Bench:
                       PULL_TIMEOUT)
         version = API.VersionResponse.FromString(self.call("direct", VERSION, b""))
         self.runtime = "{} {}".format(version.runtime_name, version.runtime_version)
-        self.rss = {"start": proc_rss_mb(self.shim.pid)}
+        self.rss, self.rss_parts = {}, {}
+        self.note_rss("start")
+
+    def note_rss(self, label, value=None):
+        self.rss[label] = proc_rss_mb(self.shim.pid) if value is None else value
+        self.rss_parts[label] = rss_split(self.shim.pid)
 
     # -- latency -----------------------------------------------------------------------------
 
@@ -581,7 +603,7 @@ class Bench:
                              "p50": max(total["p50"]), "p99": max(total["p99"])}
             log("throughput {:<16} direct {:.0f}/s, floor {:.0f}/s, shim {:.0f}/s", label,
                 figure["direct"]["rate"], figure["floor"]["rate"], figure["shim"]["rate"])
-        self.rss["after throughput"] = proc_rss_mb(self.shim.pid)
+        self.note_rss("after throughput")
 
     # -- cold pull ---------------------------------------------------------------------------
 
@@ -640,7 +662,7 @@ class Bench:
             log("head-of-line {:<6} ImageStatus p99 idle {:.2f} ms, with {} pulls {:.2f} ms "
                 "({} samples); pulls took {:.1f} s (median)", t, f["idle_p99"] * 1e3,
                 a.hol_pulls, f["busy_p99"] * 1e3, f["n"], f["pull_p50"])
-        self.rss["after head-of-line"] = proc_rss_mb(self.shim.pid)
+        self.note_rss("after head-of-line")
         self.shim_threads = proc_threads(self.shim.pid)
 
     def hol_round(self, target, status, names, local, out):
@@ -744,7 +766,7 @@ class Bench:
                                 "growth": samples[-1][1] - settle[0],
                                 "cpu_per_1000": (cpu1 - cpu0) / max(count, 1) * 1000,
                                 "samples": samples}
-        self.rss["end of soak"] = samples[-1][1]
+        self.note_rss("end of soak", samples[-1][1])
         log("soak {:.0f} s: {} calls, RSS {:.1f} -> {:.1f} MB", a.soak, count, settle[0],
             samples[-1][1])
 
@@ -770,8 +792,11 @@ class Bench:
                 [command] * a.client_procs, seconds + 60)))
             thread.start()
             sleep_until(command["start_at"] + 1)
+            # --gil: only samples of the thread holding the GIL, i.e. where the
+            # shim's Python time goes (it is one core at most).
             subprocess.run([spy, "record", "--pid", str(self.shim.pid), "-d", str(seconds),
-                            "-r", "200", "--format", "raw", "-o", raw, "--nonblocking"],
+                            "-r", "200", "--format", "raw", "-o", raw, "--nonblocking",
+                            "--gil"],
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                            timeout=seconds + 60)
             thread.join(seconds + 90)
@@ -785,7 +810,8 @@ class Bench:
         hole = self.child("blackhole", [PY, os.path.join(BENCH, "blackhole.py"), self.r0.host],
                           True)
         hole_host = "127.0.0.1:" + hole.expect("port")
-        shim = Shim(self.dir, "shim-failover", self.config("http://" + hole_host)).start()
+        shim = Shim(self.dir, "shim-failover", self.config("http://" + hole_host),
+                   self.shim_env()).start()
         self.children.append(shim)
         channel = grpc.insecure_channel("unix:" + shim.socket, options=CHANNEL_OPTIONS)
         pull = channel.unary_unary(PULL)
@@ -881,9 +907,21 @@ def health_state(text, name):
     return state, reason
 
 
-def summarize_profile(path, top=12):
-    """Top self and inclusive frames of py-spy's raw (collapsed) output."""
-    own, inclusive, total = {}, {}, 0
+_CATEGORIES = (("/cri_shim/", "cri_shim"), ("/twisted/logger/", "twisted.logger"),
+               ("/twisted/", "twisted (reactor, treq)"), ("/treq/", "twisted (reactor, treq)"),
+               ("/grpc/", "grpc (Python layer)"), ("/google/protobuf/", "protobuf"),
+               ("threading.py", "threads, locks, queues"),
+               ("/concurrent/futures/", "threads, locks, queues"),
+               ("queue.py", "threads, locks, queues"))
+_BOOTSTRAP = ("threading.py", "concurrent/futures/thread.py")
+
+
+def summarize_profile(path, top=14):
+    """
+    Top frames of py-spy's raw (collapsed) output: own time by frame and by
+    component, inclusive time by frame (thread bootstrap frames left out).
+    """
+    own, inclusive, parts, total = {}, {}, {}, 0
     try:
         with open(path) as f:
             lines = f.read().splitlines()
@@ -894,19 +932,30 @@ def summarize_profile(path, top=12):
         if not stack or not count.isdigit():
             continue
         count = int(count)
-        frames = [re.sub(r" \((?:[^()]*/)?([^()/]+)\)", r" (\1)", frame)
-                  for frame in stack.split(";")]
+        frames = stack.split(";")
         if frames and frames[0].startswith(("process ", "thread ")):
             frames = frames[1:]
         if not frames:
             continue
         total += count
-        own[frames[-1]] = own.get(frames[-1], 0) + count
+        innermost = frames[-1]
+        part = next((name for key, name in _CATEGORIES if key in innermost), "other")
+        parts[part] = parts.get(part, 0) + count
+        own[_short(innermost)] = own.get(_short(innermost), 0) + count
         for frame in set(frames):
-            inclusive[frame] = inclusive.get(frame, 0) + count
+            if not any(key in frame for key in _BOOTSTRAP):
+                inclusive[_short(frame)] = inclusive.get(_short(frame), 0) + count
+    if not total:
+        return None
     rank = lambda table: [(frame, count / total) for frame, count in  # noqa: E731
                           sorted(table.items(), key=lambda item: -item[1])[:top]]
-    return {"samples": total, "self": rank(own), "inclusive": rank(inclusive)}
+    return {"samples": total, "self": rank(own), "inclusive": rank(inclusive),
+            "parts": rank(parts)}
+
+
+def _short(frame):
+    """C{func (/long/path/pkg/file.py:12)} -> C{func (pkg/file.py:12)}."""
+    return re.sub(r" \((?:[^()]*/)?([^()/]+/[^()/]+)\)", r" (\1)", frame)
 
 
 # -- the report -----------------------------------------------------------------------------
@@ -1122,7 +1171,8 @@ def details(bench, args, started, finished, table):
     soak = f.get("soak")
     if soak:
         w("- **RSS and soak**: RSS from /proc/PID/status (VmRSS), MB: " + ", ".join(
-            "{} {:.1f}".format(k, v) for k, v in bench.rss.items()) +
+            "{} {:.1f} ({})".format(k, v, bench.rss_parts.get(k, "")) for k, v in
+            bench.rss.items()) +
           "; floor proxy {:.1f} after its load. Soak: {:.0f} s of {} calls in flight "
           "through the shim, cycling Version, ListImages, ImageStatus (warm, cold, and a "
           "new absent name each time), PullImage nginx:latest (warm), RemoveImage of an "
@@ -1136,11 +1186,17 @@ def details(bench, args, started, finished, table):
               soak["cpu_per_1000"]))
     prof = f.get("profile")
     if prof:
-        w("\n## Profile of the shim (py-spy, 200 Hz, {} clients)\n".format(args.clients))
+        w("\n## Profile of the shim (py-spy --gil, 200 Hz, {} clients)\n".format(args.clients))
         for label, summary in prof.items():
             if not summary:
                 continue
-            w("{} load, {} samples; own time:\n".format(label, summary["samples"]))
+            w("{} load, {} samples holding the GIL; own time by component:\n".format(
+                label, summary["samples"]))
+            w("```")
+            for part, share in summary["parts"]:
+                w("{:5.1f}%  {}".format(share * 100, part))
+            w("```")
+            w("own time by frame:\n")
             w("```")
             for frame, share in summary["self"]:
                 w("{:5.1f}%  {}".format(share * 100, frame))
@@ -1208,12 +1264,22 @@ def parse_args(argv):
     p.add_argument("--soak-concurrency", type=int, default=8)
     p.add_argument("--soak-pull-tags", type=int, default=200,
                    help="fresh tags pulled (cold) during the soak")
+    p.add_argument("--phases", default=",".join(PHASES),
+                   help="the phases to run, of: " + ",".join(PHASES + ("profile",)))
     p.add_argument("--profile", action="store_true",
-                   help="also profile the shim under load with py-spy (if installed)")
+                   help="also profile the shim under load with py-spy (pip install py-spy)")
+    p.add_argument("--shim-env", action="append", default=[], metavar="NAME=VALUE",
+                   help="environment for the shims (e.g. MALLOC_ARENA_MAX=2); repeatable")
     p.add_argument("--max-seconds", type=float, default=None,
                    help="abort after this long (default: 900 + soak)")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    args.phases = set(args.phases.split(",")) | ({"profile"} if args.profile else set())
+    unknown = args.phases - set(PHASES + ("profile",))
+    if unknown:
+        p.error("unknown phases: " + ", ".join(sorted(unknown)))
+    if any("=" not in item for item in args.shim_env):
+        p.error("--shim-env takes NAME=VALUE")
     if args.max_seconds is None:
         args.max_seconds = 900 + args.soak
     if args.clients % args.client_procs:
@@ -1244,29 +1310,35 @@ def main(argv=None):
     signal.alarm(int(args.max_seconds))
     started = time.time()
     bench = Bench(args)
-    bench.floor_rss = None
     workers = None
     try:
         bench.start()
-        log("latency: {} calls per target per case, interleaved", args.calls)
-        bench.measure_latency()
+        phases = args.phases
+        if "latency" in phases:
+            log("latency: {} calls per target per case, interleaved", args.calls)
+            bench.measure_latency()
         workers = Workers(args.client_procs, bench.dir)
-        log("throughput: {} clients from {} processes", args.clients, args.client_procs)
-        bench.measure_throughput(workers)
-        bench.floor_rss = proc_rss_mb(bench.floor.pid)
-        log("cold PullImage: {} per target", args.cold_pulls)
-        bench.measure_cold_pull()
-        log("head-of-line: {} slow pulls", args.hol_pulls)
-        bench.measure_hol()
-        log("soak: {:.0f} s", args.soak)
-        bench.soak(workers)
-        if args.profile:
+        if "throughput" in phases:
+            log("throughput: {} clients from {} processes", args.clients, args.client_procs)
+            bench.measure_throughput(workers)
+            bench.floor_rss = proc_rss_mb(bench.floor.pid)
+        if "coldpull" in phases:
+            log("cold PullImage: {} per target", args.cold_pulls)
+            bench.measure_cold_pull()
+        if "hol" in phases:
+            log("head-of-line: {} slow pulls", args.hol_pulls)
+            bench.measure_hol()
+        if "soak" in phases:
+            log("soak: {:.0f} s", args.soak)
+            bench.soak(workers)
+        if "profile" in phases:
             log("profile: py-spy on the shim")
             bench.profile(workers)
         workers.close()
         workers = None
-        log("failover: {} cycles", args.failover_cycles)
-        bench.measure_failover()
+        if "failover" in phases:
+            log("failover: {} cycles", args.failover_cycles)
+            bench.measure_failover()
     except Watchdog:
         sys.exit("bench/run.py: aborted after --max-seconds {:.0f}".format(args.max_seconds))
     finally:

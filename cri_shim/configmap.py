@@ -80,6 +80,7 @@ class ConfigMapPoller(service.Service):
         self._condition = None
         self._failures = 0
         self._merged = None
+        self._rejected = None
         self._ticker = Ticker(self.poll, clock, "ConfigMap sync")
         holder.subscribe(lambda snapshot: self._ticker.set_interval(self._interval()))
 
@@ -151,6 +152,9 @@ class ConfigMapPoller(service.Service):
                         where=where, key=settings.key)
         local = self._read_local()
         fingerprint = (where, version, hashlib.sha256(local).hexdigest())
+        if self._rejected is not None and self._rejected[0] == fingerprint:
+            # The same content was refused before: still refused, told once.
+            raise self._rejected[1]
         if fingerprint == self._merged:
             self._note("in-sync", "ConfigMap {where} is in sync", where=where)
             return
@@ -169,12 +173,13 @@ class ConfigMapPoller(service.Service):
             new_text = merge.dump(merged)
             configuration.load(new_text, source=source)
         except (configuration.ConfigError, yaml.YAMLError) as e:
-            self._merged = fingerprint
             problems = getattr(e, "problems", None) or ["{}: invalid YAML".format(self.path)]
-            raise _Skip("invalid:{}".format(version),
-                        "ConfigMap {where} (resourceVersion {version}) not applied; the last "
-                        "good config keeps running:\n  {problems}", level="error",
-                        where=where, version=version, problems="\n  ".join(problems))
+            skip = _Skip("invalid:{}".format(version),
+                         "ConfigMap {where} (resourceVersion {version}) not applied; the last "
+                         "good config keeps running:\n  {problems}", level="error",
+                         where=where, version=version, problems="\n  ".join(problems))
+            self._rejected = (fingerprint, skip)
+            raise skip
         log_notices(self.log, source, notices)
         try:
             self._write(self.path, new_text, mode=0o600)
@@ -254,12 +259,18 @@ class ConfigMapPoller(service.Service):
     def _read_local(self):
         try:
             with open(self.path, "rb") as f:
-                return f.read(configuration.MAX_CONFIG_BYTES + 1)
+                text = f.read(configuration.MAX_CONFIG_BYTES + 1)
         except FileNotFoundError:
             return b""
         except OSError as e:
             raise _Skip("local-unreadable", "cannot read {path} ({reason}); not merging",
                         level="error", path=self.path, reason=e.strerror or str(e))
+        if not text.strip():
+            # Most likely caught mid-write by an editor: merging into it would
+            # lose the node's own settings.
+            raise _Skip("local-empty", "{path} is empty; not merging the ConfigMap into it",
+                        level="warn", path=self.path)
+        return text
 
 
 def _status_message(body):

@@ -97,8 +97,9 @@ class ShimNode:
         C{None} for one without auth); the first is the offline (C{address:})
         registry, the others the C{registries:} entries.
     :param environment: changes to the shim's environment (which is this
-        process's otherwise): C{name: value}, a value of C{None} removing
-        the variable (e.g. C{KUBECONFIG}, C{HOME}).
+        process's otherwise, with C{HOME} in the sandbox and no cluster
+        variables, so the machine's own kubeconfig is never found):
+        C{name: value}, a value of C{None} removing the variable.
     :ivar sandbox: the L{sandbox.Sandbox}.
     :ivar config_path: the shim's config file.
     :ivar socket: the shim's socket.
@@ -239,7 +240,10 @@ class ShimNode:
         """
         if self.process is not None and self.process.poll() is None:
             raise ShimError("the shim is already running")
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        env = dict(os.environ, PYTHONUNBUFFERED="1", HOME=self.sandbox.directory)
+        # Never find the machine's own cluster: tests say which one, if any.
+        for name in ("KUBECONFIG", "KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT"):
+            env.pop(name, None)
         for name, value in self.environment.items():
             if value is None:
                 env.pop(name, None)

@@ -335,3 +335,24 @@ class FailureTests(PollerTestMixin, SynchronousTestCase):
         self.assertEqual(attempts, [self.path, self.path])
         self.assertEqual(self.local(), LOCAL)
         self.assertEqual(self.offline_password(), "local-pw")
+
+    def test_rejected_stays_rejected(self):
+        """
+        A refused ConfigMap is never reported in sync afterwards; its error
+        is told once.
+        """
+        bad = CLUSTER.replace("priority: 700", "priority: high")
+        self.api.set_configmap("kube-system", "image-cri-shim", {"registries.yaml": bad})
+        events = self.events(lambda: (self.start(), self.tick(), self.tick()))
+        self.assertFalse([e for e in events if "in sync" in e["log_format"]])
+        self.assertEqual(self.poller.condition, "invalid")
+
+    def test_empty_local_file_not_merged(self):
+        """
+        An empty local file (caught mid-write) is not merged into.
+        """
+        with open(self.path, "wb"):
+            pass
+        self.api.set_configmap("kube-system", "image-cri-shim", {"registries.yaml": CLUSTER})
+        self.start()
+        self.assertEqual(self.local(), b"")

@@ -150,3 +150,14 @@ class ConfigReloaderTests(SynchronousTestCase):
         self.assertEqual(self.password(), "hup")
         reloader.stopService()
         self.assertEqual(signal.getsignal(signal.SIGHUP), previous)
+
+    def test_empty_file_kept_out(self):
+        """
+        An empty file (an editor caught mid-write) does not replace the
+        running config with defaults.
+        """
+        self.start()
+        self.write(b"")
+        self.reactor.advance(10)
+        self.assertEqual(self.published, [])
+        self.assertEqual(self.password(), "one")

@@ -176,6 +176,8 @@ check "the unit is conf/image-cri-shim.service" \
   cmp -s /lib/systemd/system/image-cri-shim.service "$repo/conf/image-cri-shim.service"
 check "the unit is enabled (multi-user.target.wants)" \
   test -L /etc/systemd/system/multi-user.target.wants/image-cri-shim.service
+check "the unit's Documentation= file exists" \
+  test -f /usr/share/doc/image-cri-shim/README.md
 check "no dropin.cache in the package" \
   bash -c "! dpkg -L $package | grep -q dropin.cache"
 plugins=/usr/lib/python3/dist-packages/twisted/plugins
