@@ -121,11 +121,11 @@ ensure_packages lintian
 say "building $package $version in $work"
 build_started=$SECONDS
 (cd "$work" && dpkg-source -b "$package" >"$work/source.log" 2>&1) || {
-  tail -n 30 "$work/source.log"
+  tail -n 30 "$work/source.log" | sed "s/^/  | /"
   fail "dpkg-source -b failed"
 }
 (cd "$src" && dpkg-buildpackage -us -uc -b) >"$work/build.log" 2>&1 || {
-  tail -n 60 "$work/build.log"
+  tail -n 60 "$work/build.log" | sed "s/^/  | /"
   fail "dpkg-buildpackage failed (log above)"
 }
 build_seconds=$((SECONDS - build_started))
@@ -163,7 +163,7 @@ fi
 say "installing $(basename "$deb")"
 installed_by_us=1
 apt-get install -y -q --no-install-recommends "$deb" >"$work/install.log" 2>&1 || {
-  tail -n 30 "$work/install.log"
+  tail -n 30 "$work/install.log" | sed "s/^/  | /"
   fail "apt-get install $(basename "$deb") failed"
 }
 check "$package $version installed" \
@@ -206,7 +206,7 @@ say "running the installed shim against a sandbox node"
 # --- purge ----------------------------------------------------------------------------------
 say "purging $package"
 apt-get purge -y -q "$package" >"$work/purge.log" 2>&1 || {
-  tail -n 30 "$work/purge.log"
+  tail -n 30 "$work/purge.log" | sed "s/^/  | /"
   fail "apt-get purge $package failed"
 }
 installed_by_us=0
