@@ -5,6 +5,9 @@
 #   make demo    set up, then run the shim on a local sandbox node until Ctrl-C
 #   make deb     the Debian package, built out of a copy of the tree, into build/deb/
 #   make deb-test  as root: build, lint, install, run and purge the Debian package
+#   make bench   as root: set up, then measure the shim against containerd itself and a
+#                minimal Python proxy; prints the table, writes bench/results.md
+#                (BENCH_SOAK=600 for the 10-minute soak; BENCH_ARGS for bench/run.py)
 
 PYTHON ?= python3
 VENV := .venv
@@ -12,7 +15,7 @@ PY := $(VENV)/bin/python
 APT_PACKAGES := containerd docker-registry apache2-utils protobuf-compiler
 TEST_DEPS := hypothesis prometheus_client
 
-.PHONY: setup test demo system-packages protos clean deb deb-test
+.PHONY: setup test demo system-packages protos clean deb deb-test bench
 
 setup: system-packages $(VENV)/.installed
 
@@ -40,7 +43,7 @@ protos:
 	$(PY) setup.py -q build_protos
 
 test: setup
-	GRPC_VERBOSITY=ERROR $(PY) -m twisted.trial --temp-directory=/tmp/ics-trial tests
+	GRPC_VERBOSITY=ERROR GRPC_ENABLE_FORK_SUPPORT=false $(PY) -m twisted.trial --temp-directory=/tmp/ics-trial tests
 
 demo: setup
 	$(PY) -m cri_shim.demo
@@ -50,6 +53,11 @@ deb:
 
 deb-test:
 	bash debian/ci/deb-test.sh
+
+BENCH_SOAK ?= 60
+BENCH_ARGS ?=
+bench: setup
+	GRPC_VERBOSITY=ERROR $(PY) bench/run.py --soak $(BENCH_SOAK) $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info cri_shim/_proto _trial_temp twisted/plugins/dropin.cache

@@ -136,9 +136,10 @@ class Registry:
     def holds_name(self, ref):
         """
         :return: whether C{ref} already names this registry's host (its
-            credentials are for the whole host, whatever the path).
+            credentials are for the whole host, whatever the path); host
+            names compare case-insensitively, as in L{reference.Reference.moved}.
         """
-        return ref.domain == self.address.host
+        return ref.domain.lower() == self.address.host
 
 
 @attr.s(frozen=True, slots=True)
@@ -272,6 +273,9 @@ class Reader:
                 self.warn("ignoring unknown key {}".format(where))
                 continue
             name = canonical.get(raw.lower())
+            if name is not None and name in result:
+                self.warn("{} is given more than once; the last one is used".format(
+                    _join(key, name)))
             if name is None:
                 if raw.lower() in legacy:
                     self.info("ignoring legacy key {} (not used by this shim)".format(where))
@@ -413,16 +417,21 @@ _CACHE_KEYS = ("imageCacheSize", "imageCacheTTL", "negativeCacheTTL", "statsLogI
                "disableStats")
 
 
-def load(text, source="config"):
+def load(text, source="config", require_settings=False):
     """
     Parse and validate a configuration document.
 
     :param text: the YAML document, C{bytes} or C{str}.
     :param source: a name for the document in messages.
+    :param require_settings: refuse a document with nothing in it (only
+        comments, a document marker, C{null}) instead of reading it as all
+        defaults.
     :return: C{(Config, [Notice, ...])}.
     :raise ConfigError: listing every problem found.
     """
     document = _parse_yaml(text, source)
+    if document is None and require_settings:
+        raise ConfigError(["{}: holds no settings (only comments or nothing)".format(source)])
     if document is not None and not isinstance(document, dict):
         raise ConfigError(["{}: expected a mapping of settings, got {}".format(
             source, _kind(document))])

@@ -163,17 +163,27 @@ class ConfigMapPoller(service.Service):
         try:
             cluster_settings, notices = merge.read_cluster_settings(text, source)
             local_document = yaml.safe_load(local) if local else {}
-            if local_document is not None and not isinstance(local_document, dict):
+            if local_document is None:
+                # Only comments: most likely the start of a file being
+                # written, as for an empty one.
+                raise _Skip("local-empty", "{path} holds no settings; not merging the "
+                            "ConfigMap into it", level="warn", path=self.path)
+            if not isinstance(local_document, dict):
                 raise configuration.ConfigError(["{}: not a mapping".format(self.path)])
             merged = merge.merge(local_document, cluster_settings)
-            if merged == (local_document or {}):
+            # Compared as YAML, not as objects: aliases stay aliases there,
+            # while == would walk every alias of a bomb in the local file.
+            new_text = merge.dump(merged)
+            if new_text == merge.dump(local_document):
                 self._merged = fingerprint
                 self._note("in-sync", "ConfigMap {where} is in sync", where=where)
                 return
-            new_text = merge.dump(merged)
             configuration.load(new_text, source=source)
-        except (configuration.ConfigError, yaml.YAMLError) as e:
-            problems = getattr(e, "problems", None) or ["{}: invalid YAML".format(self.path)]
+        except (configuration.ConfigError, yaml.YAMLError, RecursionError) as e:
+            if isinstance(e, RecursionError):
+                problems = ["{}: nested too deeply".format(self.path)]
+            else:
+                problems = getattr(e, "problems", None) or ["{}: invalid YAML".format(self.path)]
             skip = _Skip("invalid:{}".format(version),
                          "ConfigMap {where} (resourceVersion {version}) not applied; the last "
                          "good config keeps running:\n  {problems}", level="error",
@@ -217,9 +227,12 @@ class ConfigMapPoller(service.Service):
             headers = cluster.headers()
             headers["Accept"] = ["application/json"]
             d = self._http.get(url, headers=headers, allow_redirects=False)
+            d.addCallback(lambda response: read_capped(response, MAX_RESPONSE).addCallback(
+                lambda body: (response, body)))
+            # The body too: an answer whose body stalls must not stop the
+            # sync for good.
             d.addTimeout(REQUEST_TIMEOUT, self._clock)
-            response = yield d
-            body = yield read_capped(response, MAX_RESPONSE)
+            response, body = yield d
         except _Skip:
             raise
         except Exception as e:

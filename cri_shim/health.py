@@ -124,9 +124,11 @@ class RegistryHealthChecker(service.Service):
         started = self._clock.seconds()
         url = health.registry.address.url + "/v2/"
         d = self._http.request("GET", url, allow_redirects=False)
-        d.addTimeout(settings.timeout, self._clock)
         d.addCallback(lambda response: read_capped(response, _MAX_BODY, keep=False)
                       .addCallback(lambda _: response))
+        # The timeout covers the body too: a registry that sends headers and
+        # then stalls must not hang the check (and freeze its state) forever.
+        d.addTimeout(settings.timeout, self._clock)
         d.addCallbacks(self._answered, self._failed, callbackArgs=(health, started),
                        errbackArgs=(health, started))
         d.addErrback(lambda failure: self.log.failure(

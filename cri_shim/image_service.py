@@ -11,6 +11,7 @@ ImageStatus and RemoveImage never touch the network or the reactor.
 
 import grpc
 from google.protobuf.message import DecodeError
+from twisted.internet.defer import CancelledError
 from twisted.logger import Logger
 
 from cri_shim import methods, reference, rewrite
@@ -65,6 +66,10 @@ class ImageService:
                 return method(request, context)
             except Abort as abort:
                 abort.apply(context)
+            except CancelledError:
+                # The caller cancelled the call or its deadline passed: the
+                # lookup was cancelled with it (cri_shim.bridge).  Not a fault.
+                context.abort(grpc.StatusCode.CANCELLED, "cancelled by the caller")
             except Exception:
                 self.log.failure("{method} failed inside the shim", method=method.__name__)
                 context.abort(grpc.StatusCode.INTERNAL,
@@ -130,6 +135,10 @@ class ImageService:
                 response = self._call_cancellable(
                     self._pull, body, context,
                     decision.registry.name if decision.moved else None)
+            except _RuntimeUnavailable:
+                # The runtime did not answer: no registry is to blame, and
+                # no other registry would do better.
+                raise
             except Abort as abort:
                 if not decision.moved or abort.code == grpc.StatusCode.CANCELLED:
                     raise
@@ -264,6 +273,8 @@ class ImageService:
         except grpc.FutureCancelledError:
             raise Abort(grpc.StatusCode.CANCELLED, "cancelled by the caller")
         except grpc.RpcError as error:
+            if error.code() == grpc.StatusCode.UNAVAILABLE:
+                raise _RuntimeUnavailable.from_rpc_error(error)
             raise Abort.from_rpc_error(error)
 
     def _log_decision(self, action, original, result, registry, cache_hit, source):
@@ -274,6 +285,15 @@ class ImageService:
             "source={source})", action=action, original=original, result=result,
             registry=registry.name if registry is not None else "-",
             cache_hit=cache_hit, source=source)
+
+
+class _RuntimeUnavailable(Abort):
+    """
+    The runtime's call failed with UNAVAILABLE: the shim's channel has no
+    connection to the runtime (not running, restarting, frozen), or lost it
+    during the call.  Runtimes report a registry they cannot reach
+    otherwise (containerd: UNKNOWN, "failed to pull and unpack image").
+    """
 
 
 def _parse_name(name):

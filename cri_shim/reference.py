@@ -453,7 +453,9 @@ def parse_registry_address(text):
     port = match.group(1)
     if port is not None and not (len(port) <= 5 and 0 < int(port) < 65536):
         raise _address_error(text, f"invalid port {_show(port)}")
-    if not _looks_like_domain(netloc):
+    # Judged as it will be written in image names: lowercased ("A" is a
+    # domain by its case, "a" is a Docker Hub namespace).
+    if not _looks_like_domain(netloc.lower()):
         raise _address_error(
             text,
             f"host {_show(netloc)} would read as a Docker Hub namespace in "
@@ -479,7 +481,7 @@ def normalize_domain(text):
 
     :raises InvalidRegistryAddress: if C{text} is not a registry domain.
     """
-    if not (_DOMAIN.fullmatch(text) and _looks_like_domain(text)):
+    if not (_DOMAIN.fullmatch(text) and _looks_like_domain(text.lower())):
         raise InvalidRegistryAddress(f"invalid registry domain {_show(text)}")
     domain = _canonical_domain(text.lower())
     return DEFAULT_DOMAIN if domain in _DOCKER_HUB_ALIASES else domain

@@ -91,7 +91,9 @@ class ConfigReloader(service.Service):
         if digest == self._bad:
             return False
         try:
-            new, notices = configuration.load(text, source=self.path)
+            # Only comments (the start of a file being written, most
+            # likely) must not replace the running config with defaults.
+            new, notices = configuration.load(text, source=self.path, require_settings=True)
         except configuration.ConfigError as e:
             return self._reject(e.problems, digest)
         running = self._holder.current.config
@@ -125,7 +127,7 @@ def log_notices(log, path, notices):
     """
     for notice in notices:
         level = LogLevel.warn if notice.level == "warn" else LogLevel.info
-        log.emit(level, "{path}: {message}", path=path, message=notice.message)
+        log.emit(level, "{path}: {notice}", path=path, notice=notice.message)
 
 
 def _digest(text):

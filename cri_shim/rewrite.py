@@ -9,6 +9,8 @@ and L{cri_shim.image_service} applies the result to CRI messages.
 
 import attr
 
+from cri_shim import reference
+
 #: Decision sources, as logged.
 CONFIGURED = "configured"       # the image already names a configured registry
 PROBE = "probe"                 # a registry answered that it holds the image
@@ -62,11 +64,17 @@ def candidates(config, ref, exclude=(), down=frozenset()):
     :return: the L{Candidate}s in failover order: registries not known to be
         down by priority, then the down ones by priority.
     """
-    found = [
-        Candidate(registry, ref.moved(registry.address.host, registry.address.prefix))
-        for registry in config.registries
-        if registry.name not in exclude and registry.serves(ref)
-    ]
+    found = []
+    for registry in config.registries:
+        if registry.name in exclude or not registry.serves(ref):
+            continue
+        try:
+            target = ref.moved(registry.address.host, registry.address.prefix)
+        except reference.InvalidReference:
+            # The path under the registry's prefix would be longer than a
+            # repository name may be: no such image can be there.
+            continue
+        found.append(Candidate(registry, target))
     return tuple(sorted(found, key=lambda candidate: candidate.registry.name in down))
 
 

@@ -19,6 +19,21 @@ from twisted.web.resource import Resource
 from cri_shim import config, methods, reference
 
 
+def register_secret(value):
+    """
+    Called with every password, token and base64 login the doubles here are
+    given.  Does nothing; C{tests.secrets_guard} replaces it during a test
+    run, to check that none of them ever shows in a log.
+    """
+
+
+def register_config_text(text):
+    """
+    Called with every document a L{FakeAPIServer} ConfigMap holds (they
+    carry registry logins).  Does nothing; see L{register_secret}.
+    """
+
+
 class FakeRegistry:
     """
     One registry's manifests and login.
@@ -41,6 +56,10 @@ class FakeRegistry:
         self.status = None
         self.status_headers = {}
         self.token = "token-for-{}".format(username)
+        if password is not None:
+            register_secret(password)
+            register_secret(self.basic()[len("Basic "):])
+            register_secret(self.token)
 
     def add(self, ref):
         """
@@ -269,6 +288,7 @@ class FakeAPIServer(Resource):
     def __init__(self, token="apiserver-token"):
         Resource.__init__(self)
         self.token = token
+        register_secret(token)
         self.forbidden = False
         self.status = None
         self.body = None
@@ -280,6 +300,8 @@ class FakeAPIServer(Resource):
         """
         Create or replace a ConfigMap's C{data}.
         """
+        for text in data.values():
+            register_config_text(text)
         self._version += 1
         self._configmaps[(namespace, name)] = (data, str(self._version))
 

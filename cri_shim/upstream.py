@@ -19,8 +19,12 @@ CHANNEL_OPTIONS = (
     # Reconnect quickly once the runtime is back (the default backoff grows
     # to two minutes, which would keep pods waiting after a runtime restart).
     ("grpc.initial_reconnect_backoff_ms", 100),
-    ("grpc.min_reconnect_backoff_ms", 100),
     ("grpc.max_reconnect_backoff_ms", 1000),
+    # Not a backoff, despite its name: gRPC core's minimum connect timeout,
+    # how long a connection attempt may take to get the server's HTTP/2
+    # SETTINGS.  At 100 ms, a runtime (or a shim) slow to answer a new
+    # connection, as when it is busy starting, failed calls with UNAVAILABLE.
+    ("grpc.min_reconnect_backoff_ms", 5000),
 )
 
 # Headers gRPC itself manages; relaying them would confuse the next hop.

@@ -23,6 +23,7 @@ import time
 
 from cri_shim import sandbox
 from cri_shim.cri_client import CRIClient
+from tests import secrets_guard
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BINARIES = ("containerd", "ctr", "docker-registry", "htpasswd")
@@ -33,6 +34,7 @@ ALICE = ("alice", "alice-pw")
 BOB = ("bob", "b:o:b-pw")
 #: What kubelet would send for an image on the registry it names.
 KUBELET_AUTH = ("kubelet-user", "kubelet-secret-pw")
+secrets_guard.register_login(*KUBELET_AUTH, origin="e2e_support.KUBELET_AUTH")
 
 PACKAGES = ("runtime.v1", "runtime.v1alpha2")
 
@@ -118,6 +120,10 @@ class ShimNode:
         self.admin = os.path.join(directory, "admin.sock")
         self.process = None
         self._clients = []
+        for login in self.credentials:
+            if login is not None:
+                secrets_guard.register_login(*login, origin="a ShimNode registry")
+        secrets_guard.register_log_file(self.log_path, "the shim's log")
 
     # -- the sandbox -----------------------------------------------------------
 
@@ -219,6 +225,7 @@ class ShimNode:
         """
         if text is None:
             text = self.config_text(**options)
+        secrets_guard.register_config_text(text, "a ShimNode config")
         with open(self.config_path, "w", encoding="utf-8") as f:
             f.write(text)
         return text
@@ -380,5 +387,23 @@ class ShimNode:
         try:
             self.stop_shim()
         finally:
+            # Its folder goes: the secret check keeps the shim's log.
+            secrets_guard.capture_log_file(self.log_path)
             self.sandbox.cleanup()
 
+    def replace_config(self, text=None, **options):
+        """
+        Like L{write_config}, but atomically: the text goes to a temp file
+        renamed over the config file (as the ConfigMap sync and most editors
+        do), so the shim's reloader never reads half a file.
+
+        :return: the text written.
+        """
+        real = self.config_path
+        self.config_path = real + ".new"
+        try:
+            text = self.write_config(text, **options)
+        finally:
+            self.config_path = real
+        os.replace(real + ".new", real)
+        return text
