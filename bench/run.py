@@ -21,6 +21,7 @@ process dies; the whole run is bounded by ``--max-seconds``.
 import argparse
 import asyncio
 import datetime
+import http.client
 import json
 import math
 import os
@@ -33,6 +34,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from functools import partial
@@ -149,8 +151,9 @@ class Child:
     before the cleanup stops it in order), SIGTERM when this process dies.
     """
 
-    def __init__(self, name, argv, log_path, capture=False, env=()):
+    def __init__(self, name, argv, log_path, capture=False, env=(), cwd=REPO):
         self.name = name
+        self.cwd = cwd
         self.env = dict(env)
         self.argv = argv
         self.log_path = log_path
@@ -161,7 +164,7 @@ class Child:
     def start(self):
         with open(self.log_path, "ab") as log_file:
             self.process = subprocess.Popen(
-                self.argv, cwd=REPO, stdin=subprocess.PIPE if self.capture == "both" else
+                self.argv, cwd=self.cwd, stdin=subprocess.PIPE if self.capture == "both" else
                 subprocess.DEVNULL,
                 stdout=subprocess.PIPE if self.capture else log_file, stderr=log_file,
                 env=dict(os.environ, PYTHONUNBUFFERED="1", **self.env), start_new_session=True,
@@ -242,22 +245,51 @@ def wait_for_socket(path, child, timeout=START_TIMEOUT):
 class Shim(Child):
     """image-cri-shim as ``twistd -n image-cri-shim --config FILE``."""
 
-    def __init__(self, directory, name, config_text, env=()):
+    def __init__(self, directory, name, config_text, env=(), tree=REPO):
         self.socket = os.path.join(directory, name + ".sock")
         self.config_path = os.path.join(directory, name + ".yaml")
+        self.admin = os.path.join(directory, name + "-admin.sock")
         with open(self.config_path, "w") as f:
             # Each shim its own admin socket: the default one is the host's.
-            f.write("shim: {}\nadmin: {}\n".format(
-                self.socket, os.path.join(directory, name + "-admin.sock")) + config_text)
+            f.write("shim: {}\nadmin: {}\n".format(self.socket, self.admin) + config_text)
         Child.__init__(self, name, [
             PY, "-c", "from twisted.scripts.twistd import run; run()", "-n", "--pidfile=",
             "image-cri-shim", "--config", self.config_path],
-            os.path.join(directory, name + ".log"), env=env)
+            os.path.join(directory, name + ".log"), env=env, cwd=tree)
 
     def start(self):
         Child.start(self)
         wait_for_socket(self.socket, self)
         return self
+
+    def metrics(self):
+        """
+        The shim's Prometheus samples from its admin socket, as
+        C{{(name, ((label, value), ...)): number}}, or C{{}} if it has none.
+        """
+        class UnixConnection(http.client.HTTPConnection):
+            def connect(conn):
+                conn.sock = socket.socket(socket.AF_UNIX)
+                conn.sock.settimeout(10)
+                conn.sock.connect(self.admin)
+
+        try:
+            connection = UnixConnection("localhost", timeout=10)
+            connection.request("GET", "/metrics")
+            response = connection.getresponse()
+            text = response.read().decode("utf-8", "replace")
+            connection.close()
+        except OSError:
+            return {}
+        if response.status != 200:
+            return {}
+        samples = {}
+        for line in text.splitlines():
+            match = _SAMPLE.match(line)
+            if match:
+                labels = tuple(sorted(_LABEL.findall(match.group(2) or "")))
+                samples[(match.group(1), labels)] = float(match.group(3))
+        return samples
 
     def log_text(self):
         with open(self.log_path, "rb") as f:
@@ -382,6 +414,7 @@ class Bench:
         self.rss, self.rss_parts = {}, {}
         self.runtime = "?"
         self.images_listed = 0
+        self.load = "?"
         self.shim_threads = 0
         self.floor_rss = None
 
@@ -394,6 +427,7 @@ class Bench:
 
     def start(self):
         args = self.args
+        self.load = loadavg()
         log("sandbox in {}: containerd and three registries", self.dir)
         self.sandbox.start()
         self.r0, self.r1, self.r2 = self.sandbox.registries
@@ -407,7 +441,8 @@ class Bench:
         wait_for_socket(self.floor_socket, floor)
         self.floor = floor
         self.push_images()
-        self.shim = Shim(self.dir, "shim", self.config(self.r0.url), self.shim_env()).start()
+        self.shim = Shim(self.dir, "shim", self.config(self.r0.url), self.shim_env(),
+                         self.args.shim_tree).start()
         self.children.append(self.shim)
         self.sockets = {"direct": self.containerd.socket, "floor": self.floor_socket,
                         "shim": self.shim.socket}
@@ -486,7 +521,8 @@ class Bench:
 
     def note_rss(self, label, value=None):
         self.rss[label] = proc_rss_mb(self.shim.pid) if value is None else value
-        self.rss_parts[label] = rss_split(self.shim.pid)
+        self.rss_parts[label] = "{}; {} threads".format(rss_split(self.shim.pid),
+                                                       proc_threads(self.shim.pid))
 
     # -- latency -----------------------------------------------------------------------------
 
@@ -600,6 +636,9 @@ class Bench:
                              "cpu_per_1000": {name: cpu / total["count"] * 1000
                                               for name, cpu in total["cpu"].items()},
                              "client_per_1000": total["client"] / total["count"] * 1000,
+                             "cores": dict({name: cpu / total["seconds"]
+                                            for name, cpu in total["cpu"].items()},
+                                           clients=total["client"] / total["seconds"]),
                              "p50": max(total["p50"]), "p99": max(total["p99"])}
             log("throughput {:<16} direct {:.0f}/s, floor {:.0f}/s, shim {:.0f}/s", label,
                 figure["direct"]["rate"], figure["floor"]["rate"], figure["shim"]["rate"])
@@ -610,6 +649,7 @@ class Bench:
     def measure_cold_pull(self):
         a = self.args
         samples = {t: [] for t in TARGETS}
+        scraped = self.shim.metrics()
         for k in range(a.cold_pulls):
             for t in rotated(k):
                 tag = self.cold_tags[t][k]
@@ -628,6 +668,19 @@ class Bench:
         self.figures["PullImage cold"] = {
             t: {"p50": percentile(s, 0.5), "p90": percentile(s, 0.9), "max": max(s),
                 "n": len(s)} for t, s in samples.items()}
+        after = self.shim.metrics()
+        names = {self.r0.host: "offline", self.r1.host: "mirror 1", self.slow_host: "mirror 2"}
+        probes = metric_means(scraped, after, "image_cri_shim_probe_duration_seconds",
+                              lambda labels: labels.get("kind") == "manifest")
+        pulls = metric_means(scraped, after, "image_cri_shim_call_duration_seconds",
+                             lambda labels: labels.get("method") == "PullImage")
+        self.figures["PullImage cold"]["shim metrics"] = "; ".join(
+            ["manifest probes, mean: " + ", ".join(
+                "{} {} ({} probes)".format(names.get(dict(labels)["registry"],
+                                                     dict(labels)["registry"]), ms(mean), count)
+                for labels, (count, mean) in sorted(probes.items()))] +
+            ["PullImage served in {} on average ({} calls)".format(ms(mean), count)
+             for labels, (count, mean) in pulls.items()]) if probes else ""
         f = self.figures["PullImage cold"]
         log("PullImage cold       p50 direct {:.1f} ms, floor {:.1f} ms, shim {:.1f} ms",
             f["direct"]["p50"] * 1e3, f["floor"]["p50"] * 1e3, f["shim"]["p50"] * 1e3)
@@ -636,8 +689,9 @@ class Bench:
 
     def measure_hol(self):
         a = self.args
-        figure = self.figures["head-of-line"] = {t: {"idle": [], "busy": [], "pulls": [],
-                                                     "errors": 0} for t in TARGETS}
+        figure = self.figures["head-of-line"] = {t: {"idle": [], "busy": [], "settled": [],
+                                                     "pulls": [], "errors": 0}
+                                                 for t in TARGETS}
         r0 = self.r0.host
         status = {"direct": status_body(r0 + "/library/nginx:latest"),
                   "floor": status_body(r0 + "/library/nginx:latest"),
@@ -654,6 +708,7 @@ class Bench:
             f = figure[t]
             f["idle_p99"] = percentile(f["idle"], 0.99)
             f["busy_p99"] = percentile(f["busy"], 0.99)
+            f["settled_p99"] = percentile(f["settled"], 0.99)
             f["idle_p50"] = percentile(f["idle"], 0.5)
             f["busy_p50"] = percentile(f["busy"], 0.5)
             f["pull_p50"] = percentile(f["pulls"], 0.5)
@@ -693,6 +748,8 @@ class Bench:
             elapsed = clock() - t0
             if state["in_flight"] == len(names):
                 out["busy"].append(elapsed)
+                if t0 - launched > 1.0:
+                    out["settled"].append(elapsed)
         for future in futures:
             try:
                 future.result(timeout=max(deadline - clock(), 1.0))
@@ -715,7 +772,6 @@ class Bench:
 
     def soak(self, workers):
         a = self.args
-        r0 = self.r0.host
         pull_tags = [pull_body("bench/soakpull:" + tag).hex() for tag in self.soak_tags]
         calls = [
             {"path": VERSION, "body": API.VersionRequest(version="0.1.0").SerializeToString()
@@ -779,10 +835,13 @@ class Bench:
             return
         a = self.args
         results = {}
+        # Kept after the run (the sandbox directory is not): flamegraph.pl input.
+        self.profile_dir = tempfile.mkdtemp(prefix="ics-bench-profile-")
         for label, path, body in (
                 ("Version", VERSION, API.VersionRequest(version="0.1.0").SerializeToString()),
                 ("ImageStatus warm", IMAGE_STATUS, status_body("nginx:latest"))):
-            raw = os.path.join(self.dir, "profile-{}.txt".format(label.split()[0].lower()))
+            raw = os.path.join(self.profile_dir, "profile-{}.txt".format(
+                label.split()[0].lower()))
             seconds = 10
             command = {"socket": self.shim.socket, "concurrency": a.clients // a.client_procs,
                        "start_at": time.time() + 1.0, "duration": seconds + 3,
@@ -796,7 +855,7 @@ class Bench:
             # shim's Python time goes (it is one core at most).
             subprocess.run([spy, "record", "--pid", str(self.shim.pid), "-d", str(seconds),
                             "-r", "200", "--format", "raw", "-o", raw, "--nonblocking",
-                            "--gil"],
+                            "--gil", "--full-filenames"],
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                            timeout=seconds + 60)
             thread.join(seconds + 90)
@@ -811,7 +870,7 @@ class Bench:
                           True)
         hole_host = "127.0.0.1:" + hole.expect("port")
         shim = Shim(self.dir, "shim-failover", self.config("http://" + hole_host),
-                   self.shim_env()).start()
+                   self.shim_env(), self.args.shim_tree).start()
         self.children.append(shim)
         channel = grpc.insecure_channel("unix:" + shim.socket, options=CHANNEL_OPTIONS)
         pull = channel.unary_unary(PULL)
@@ -896,6 +955,26 @@ def push_tags(registry, repository, tags, content):
                                                                    body[:200]))
 
 
+_SAMPLE = re.compile(r"([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (\S+)$")
+_LABEL = re.compile(r'(\w+)="([^"]*)"')
+
+
+def metric_means(before, after, family, keep=lambda labels: True):
+    """
+    Mean of a histogram over what happened between two scrapes, by label
+    set: {labels: (count, mean seconds)}.
+    """
+    means = {}
+    for (name, labels), total in after.items():
+        if name != family + "_sum" or not keep(dict(labels)):
+            continue
+        count = after.get((family + "_count", labels), 0) - before.get(
+            (family + "_count", labels), 0)
+        if count:
+            means[labels] = (int(count), (total - before.get((name, labels), 0)) / count)
+    return means
+
+
 _HEALTH_LINE = re.compile(r"registry (\S+): (\w+) -> (\w+) \((.*)\)")
 
 
@@ -910,10 +989,10 @@ def health_state(text, name):
 _CATEGORIES = (("/cri_shim/", "cri_shim"), ("/twisted/logger/", "twisted.logger"),
                ("/twisted/", "twisted (reactor, treq)"), ("/treq/", "twisted (reactor, treq)"),
                ("/grpc/", "grpc (Python layer)"), ("/google/protobuf/", "protobuf"),
-               ("threading.py", "threads, locks, queues"),
+               ("/threading.py", "threads, locks, queues"),
                ("/concurrent/futures/", "threads, locks, queues"),
-               ("queue.py", "threads, locks, queues"))
-_BOOTSTRAP = ("threading.py", "concurrent/futures/thread.py")
+               ("/queue.py", "threads, locks, queues"))
+_BOOTSTRAP = ("/threading.py", "/concurrent/futures/thread.py")
 
 
 def summarize_profile(path, top=14):
@@ -921,7 +1000,7 @@ def summarize_profile(path, top=14):
     Top frames of py-spy's raw (collapsed) output: own time by frame and by
     component, inclusive time by frame (thread bootstrap frames left out).
     """
-    own, inclusive, parts, total = {}, {}, {}, 0
+    own, inclusive, parts, ours, total = {}, {}, {}, {}, 0
     try:
         with open(path) as f:
             lines = f.read().splitlines()
@@ -945,12 +1024,14 @@ def summarize_profile(path, top=14):
         for frame in set(frames):
             if not any(key in frame for key in _BOOTSTRAP):
                 inclusive[_short(frame)] = inclusive.get(_short(frame), 0) + count
+            if "/cri_shim/" in frame or "/twisted/" in frame:
+                ours[_short(frame)] = ours.get(_short(frame), 0) + count
     if not total:
         return None
     rank = lambda table: [(frame, count / total) for frame, count in  # noqa: E731
                           sorted(table.items(), key=lambda item: -item[1])[:top]]
     return {"samples": total, "self": rank(own), "inclusive": rank(inclusive),
-            "parts": rank(parts)}
+            "parts": rank(parts), "ours": rank(ours)}
 
 
 def _short(frame):
@@ -1080,7 +1161,9 @@ def details(bench, args, started, finished, table):
     w("| protobuf | {} |".format(_version("google.protobuf")))
     w("| Twisted | {} |".format(_version("twisted")))
     w("| runtime | {} |".format(bench.runtime))
+    w("| shim | {} |".format(tree_version(args.shim_tree)))
     w("| command | `{}` |".format(" ".join(["bench/run.py"] + sys.argv[1:])))
+    w("| load average (1 min) at start, end | {} |".format(bench.load))
     w("")
     w("**direct**: the client calls containerd's socket. **floor**: `bench/floor_proxy.py`, a "
       "grpcio sync server relaying every method as raw bytes to containerd (no Twisted, no "
@@ -1119,6 +1202,8 @@ def details(bench, args, started, finished, table):
           "{:.1f} ms at p50 ({} vs {}); max {} / {} / {}.".format(
               cold["shim"]["n"], (s - d) * 1e3, ms(s), ms(d), ms(cold["direct"]["max"]),
               ms(cold["floor"]["max"]), ms(cold["shim"]["max"])))
+        if cold.get("shim metrics"):
+            w("  The shim's own metrics over these pulls: {}.".format(cold["shim metrics"]))
     tp = f.get("throughput Version")
     if tp:
         w("- **Throughput**: {} clients in flight for {} s × {} rounds per target, from {} "
@@ -1126,8 +1211,8 @@ def details(bench, args, started, finished, table):
           "above. On {} cores the client cannot be kept off the CPU; it costs {:.3f} CPU s "
           "per 1000 calls (measured in the workers, same for every target), containerd "
           "{:.3f} s direct. The proxy's CPU per 1000 calls is read from /proc/PID/stat "
-          "(utime+stime, all threads) over the same window. Latency under that load, "
-          "p50/p99: direct {} / {}, floor {} / {}, shim {} / {}.".format(
+          "(utime+stime, all threads) over the same window. Latency under that load "
+          "(worst round), p50/p99: direct {} / {}, floor {} / {}, shim {} / {}.".format(
               args.clients, args.tp_seconds, args.tp_rounds, args.client_procs,
               args.clients // args.client_procs, os.cpu_count(),
               tp["direct"]["client_per_1000"], tp["direct"]["cpu_per_1000"]["containerd"],
@@ -1136,22 +1221,33 @@ def details(bench, args, started, finished, table):
         cpu = ", ".join("{}: {:.3f}".format(t, tp[t]["cpu_per_1000"]["containerd"])
                         for t in TARGETS)
         w("  containerd's own CPU s per 1000 `Version` calls ({}).".format(cpu))
+        w("  Cores kept busy during the `Version` load: " + "; ".join(
+            "{}: {}".format(t, ", ".join("{} {:.2f}".format(name, tp[t]["cores"][name])
+                                         for name in (["clients", "containerd"] +
+                                                      ([t] if t != "direct" else []))))
+            for t in TARGETS) + ". A Python proxy is bounded by its GIL (about one core); "
+          "the clients are not the limit for floor and shim, they are for direct.")
     hol = f.get("head-of-line")
     if hol:
         w("- **Head-of-line**: {} `PullImage` calls at once of {} different images ({} KiB of "
           "random bytes each) from a registry behind `bench/throttle_proxy.py` "
           "({} KiB/s per connection), so each pull takes seconds (median: direct {:.1f} s, "
-          "floor {:.1f} s, shim {:.1f} s); meanwhile one client calls `ImageStatus` (warm) "
-          "one call at a time. Only calls made while all {} pulls were in flight count "
-          "(direct {}, floor {}, shim {} samples); the idle p99 is {} calls just before, in "
-          "the same round. The shim's pulls are cold rewrites (all three registries asked "
-          "first). Images are removed after each round. Shim threads afterwards: {}.".format(
+          "floor {:.1f} s, shim {:.1f} s; shortest {:.1f} s); meanwhile one client calls "
+          "`ImageStatus` (warm) one call at a time. Only calls made while all {} pulls were "
+          "in flight count (direct {}, floor {}, shim {} samples); the idle p99 is {} "
+          "calls just before, in the same round. The shim's pulls are cold rewrites (all "
+          "three registries asked first). Images are removed after each round. Shim threads "
+          "afterwards: {}.".format(
               args.hol_pulls, args.hol_pulls, args.hol_layer_kb, args.hol_rate_kb,
               hol["direct"]["pull_p50"], hol["floor"]["pull_p50"], hol["shim"]["pull_p50"],
+              min(hol[t]["pull_min"] for t in TARGETS),
               args.hol_pulls, hol["direct"]["n"], hol["floor"]["n"], hol["shim"]["n"],
               args.hol_idle_calls * args.hol_rounds, bench.shim_threads))
         w("  p50 idle → busy: " + ", ".join("{} {} → {}".format(
-            t, ms(hol[t]["idle_p50"]), ms(hol[t]["busy_p50"])) for t in TARGETS) + ".")
+            t, ms(hol[t]["idle_p50"]), ms(hol[t]["busy_p50"])) for t in TARGETS) + ". "
+          "p99 of the busy calls made after the pulls' first second (the shim's registry "
+          "lookups are over by then): " + ", ".join("{} {}".format(
+              t, ms(hol[t]["settled_p99"])) for t in TARGETS) + ".")
     fo = f.get("failover")
     if fo:
         w("- **Failover**: a second shim whose offline (top-priority) registry is reached "
@@ -1206,11 +1302,36 @@ def details(bench, args, started, finished, table):
             for frame, share in summary["inclusive"]:
                 w("{:5.1f}%  {}".format(share * 100, frame))
             w("```")
+            w("inclusive, shim and Twisted frames only:\n")
+            w("```")
+            for frame, share in summary["ours"]:
+                w("{:5.1f}%  {}".format(share * 100, frame))
+            w("```")
+        w("Raw stacks (py-spy `--format raw`, for flamegraph.pl): {}".format(
+            bench.profile_dir))
     if bench.notes:
         w("\n## Notes from the run\n")
         for note in bench.notes:
             w("- " + note)
     return "\n".join(out) + "\n"
+
+
+def tree_version(tree):
+    try:
+        commit = subprocess.run(["git", "-C", tree, "rev-parse", "--short", "HEAD"],
+                                capture_output=True, text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "-C", tree, "status", "--porcelain", "--", "cri_shim",
+                                "twisted"], capture_output=True, text=True,
+                               timeout=10).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        return tree
+    return "{} {}{}".format(tree if tree != REPO else "commit", commit or "?",
+                            " + uncommitted changes" if dirty else "")
+
+
+def loadavg():
+    with open("/proc/loadavg") as f:
+        return f.read().split()[0]
 
 
 def cpu_model():
@@ -1247,11 +1368,11 @@ def parse_args(argv):
     p.add_argument("--tp-rounds", type=int, default=3, help="throughput rounds per target")
     p.add_argument("--cold-pulls", type=int, default=60, help="cold PullImage per target")
     p.add_argument("--hol-pulls", type=int, default=64, help="slow pulls in flight")
-    p.add_argument("--hol-rounds", type=int, default=1, help="head-of-line rounds per target")
+    p.add_argument("--hol-rounds", type=int, default=2, help="head-of-line rounds per target")
     p.add_argument("--hol-layer-kb", type=int, default=1536, help="layer size, KiB")
     p.add_argument("--hol-rate-kb", type=int, default=384,
                    help="slow registry: KiB/s per connection")
-    p.add_argument("--hol-idle-calls", type=int, default=500,
+    p.add_argument("--hol-idle-calls", type=int, default=2000,
                    help="ImageStatus calls before each head-of-line round")
     p.add_argument("--probe-timeout", type=float, default=1.0, help="the shims' probeTimeout")
     p.add_argument("--health-interval", type=float, default=2.0,
@@ -1270,6 +1391,9 @@ def parse_args(argv):
                    help="also profile the shim under load with py-spy (pip install py-spy)")
     p.add_argument("--shim-env", action="append", default=[], metavar="NAME=VALUE",
                    help="environment for the shims (e.g. MALLOC_ARENA_MAX=2); repeatable")
+    p.add_argument("--shim-tree", default=REPO, metavar="DIR",
+                   help="run the shim from this work tree (with cri_shim/_proto built): "
+                        "A/B a change against the same floor and containerd")
     p.add_argument("--max-seconds", type=float, default=None,
                    help="abort after this long (default: 900 + soak)")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -1341,12 +1465,16 @@ def main(argv=None):
             bench.measure_failover()
     except Watchdog:
         sys.exit("bench/run.py: aborted after --max-seconds {:.0f}".format(args.max_seconds))
+    except KeyboardInterrupt:
+        print("\nbench/run.py: interrupted; stopping everything", file=sys.stderr)
+        return 130
     finally:
         signal.alarm(0)
         if workers is not None:
             workers.close()
         bench.cleanup()
     finished = time.time()
+    bench.load = "{}, {}".format(bench.load, loadavg())
     table, report = render(bench, args, started, finished)
     with open(args.out, "w") as f:
         f.write(report)

@@ -151,7 +151,7 @@ class ConfigMapPoller(service.Service):
                         "ConfigMap {where} has no key {key}; using the local config only",
                         where=where, key=settings.key)
         local = self._read_local()
-        fingerprint = (where, version, hashlib.sha256(local).hexdigest())
+        fingerprint = (where, version, hashlib.sha256(local or b"").hexdigest())
         if self._rejected is not None and self._rejected[0] == fingerprint:
             # The same content was refused before: still refused, told once.
             raise self._rejected[1]
@@ -162,10 +162,10 @@ class ConfigMapPoller(service.Service):
         source = "ConfigMap {}[{}]".format(where, settings.key)
         try:
             cluster_settings, notices = merge.read_cluster_settings(text, source)
-            local_document = yaml.safe_load(local) if local else {}
+            local_document = {} if local is None else yaml.safe_load(local)
             if local_document is None:
-                # Only comments: most likely the start of a file being
-                # written, as for an empty one.
+                # Empty or only comments: most likely caught mid-write by an
+                # editor; merging into it would lose the node's own settings.
                 raise _Skip("local-empty", "{path} holds no settings; not merging the "
                             "ConfigMap into it", level="warn", path=self.path)
             if not isinstance(local_document, dict):
@@ -270,20 +270,18 @@ class ConfigMapPoller(service.Service):
         returnValue(document)
 
     def _read_local(self):
+        """
+        :return: the local file's bytes, or C{None} when there is none (the
+            merge then makes it).
+        """
         try:
             with open(self.path, "rb") as f:
-                text = f.read(configuration.MAX_CONFIG_BYTES + 1)
+                return f.read(configuration.MAX_CONFIG_BYTES + 1)
         except FileNotFoundError:
-            return b""
+            return None
         except OSError as e:
             raise _Skip("local-unreadable", "cannot read {path} ({reason}); not merging",
                         level="error", path=self.path, reason=e.strerror or str(e))
-        if not text.strip():
-            # Most likely caught mid-write by an editor: merging into it would
-            # lose the node's own settings.
-            raise _Skip("local-empty", "{path} is empty; not merging the ConfigMap into it",
-                        level="warn", path=self.path)
-        return text
 
 
 def _status_message(body):

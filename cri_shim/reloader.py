@@ -79,9 +79,6 @@ class ConfigReloader(service.Service):
         except OSError as e:
             return self._reject(("cannot read it: {}".format(e.strerror or e),),
                                 "unreadable:{}".format(e.errno))
-        if not text.strip():
-            # Most likely caught mid-write by an editor that truncates first.
-            return self._reject(("the file is empty",), "empty")
         digest = _digest(text)
         if digest == self._good:
             self._bad = None
