@@ -87,6 +87,16 @@ def _libc():
     return ctypes.CDLL(None, use_errno=True)
 
 
+def dying_with_parent(command):
+    """
+    :return: C{command} run so that it gets SIGTERM when the thread that
+        starts it dies (util-linux C{setpriv --pdeathsig}: no Python code runs
+        between fork and exec, which is unsafe in a process with threads,
+        gRPC's above all).
+    """
+    return ["setpriv", "--pdeathsig", "TERM", "--"] + list(command)
+
+
 def _die_with_parent(libc, parent_pid):
     """
     Run in the child between fork and exec: get SIGTERM when the parent dies.
@@ -293,13 +303,12 @@ class _Daemon:
         with open(self.log_path, "ab") as log:
             self._log_offset = log.tell()
             self.process = subprocess.Popen(
-                self._command(),
+                dying_with_parent(self._command()),
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 cwd=self.directory,
                 start_new_session=True,
-                preexec_fn=functools.partial(_die_with_parent, _libc(), os.getpid()),
             )
         try:
             while not self._ready():

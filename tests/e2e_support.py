@@ -12,7 +12,6 @@ bounded.
 """
 
 import base64
-import functools
 import os
 import shutil
 import signal
@@ -258,16 +257,13 @@ class ShimNode:
                 env[name] = value
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
-                self.shim_command(),
+                sandbox.dying_with_parent(self.shim_command()),
                 cwd=REPO_ROOT,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=env,
                 start_new_session=True,
-                # Never outlive the test run.
-                preexec_fn=functools.partial(sandbox._die_with_parent, sandbox._libc(),
-                                             os.getpid()),
             )
         return self.process
 
