@@ -89,8 +89,8 @@ class ImageService:
             return self._call(self._status, raw, context)
         snapshot = self._holder.current
         found, response, cache_hit = self._find_local(snapshot, ref, request, raw, context)
-        self._log_decision("ImageStatus", name, found or _NOT_PRESENT, None, cache_hit,
-                           "local")
+        self._log_decision(snapshot, "ImageStatus", name, found or _NOT_PRESENT, None,
+                           cache_hit, "local")
         return response
 
     def RemoveImage(self, raw, context):
@@ -107,8 +107,8 @@ class ImageService:
         status_request.image.CopyFrom(request.image)
         found, _, cache_hit = self._find_local(
             snapshot, ref, status_request, status_request.SerializeToString(), context)
-        self._log_decision("RemoveImage", name, found or _NOT_PRESENT, None, cache_hit,
-                           "local")
+        self._log_decision(snapshot, "RemoveImage", name, found or _NOT_PRESENT, None,
+                           cache_hit, "local")
         if found is None or found == str(ref):
             return self._call(self._remove, raw, context)
         request.image.image = found
@@ -156,8 +156,8 @@ class ImageService:
                     raise
                 decision, cache_hit = retry, False
                 continue
-            self._log_decision("PullImage", name, _result(decision, name), decision.registry,
-                               cache_hit, decision.source)
+            self._log_decision(snapshot, "PullImage", name, _result(decision, name),
+                               decision.registry, cache_hit, decision.source)
             return response
 
     # -- helpers ---------------------------------------------------------------
@@ -277,10 +277,19 @@ class ImageService:
                 raise _RuntimeUnavailable.from_rpc_error(error)
             raise Abort.from_rpc_error(error)
 
-    def _log_decision(self, action, original, result, registry, cache_hit, source):
+    def _log_decision(self, snapshot, action, original, result, registry, cache_hit, source):
+        """
+        Count the decision, and log it: pulls at info, the local lookups of
+        ImageStatus and RemoveImage (kubelet's most frequent calls, which
+        never rewrite anything) at debug only, checked before the logger is
+        called so that a quiet shim does not pay for formatting them.
+        """
         self._metrics.rewrites.inc(action, "cache" if cache_hit else source,
                                    registry.name if registry is not None else "-")
-        self.log.info(
+        if action != "PullImage" and not snapshot.config.debug:
+            return
+        emit = self.log.info if action == "PullImage" else self.log.debug
+        emit(
             "{action} {original} -> {result} (registry={registry}, cache_hit={cache_hit}, "
             "source={source})", action=action, original=original, result=result,
             registry=registry.name if registry is not None else "-",

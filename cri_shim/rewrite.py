@@ -109,16 +109,22 @@ def local_names(config, ref, cached=None):
     shim is found even when every registry is unreachable).
 
     :param cached: the cached L{Decision} for C{ref}, if any.
-    :return: a list of image names without duplicates.
+    :return: an iterator of image names without duplicates, computed as
+        they are asked for (a warm lookup needs only the first).
     """
-    names = []
-    if cached is not None and cached.target is not None:
-        names.append(str(cached.target))
-    names.append(str(ref))
-    if config.registry_for(ref) is None:
-        names.extend(str(candidate.target) for candidate in candidates(config, ref))
     seen = set()
-    return [name for name in names if not (name in seen or seen.add(name))]
+    if cached is not None and cached.target is not None:
+        seen.add(str(cached.target))
+        yield str(cached.target)
+    if str(ref) not in seen:
+        seen.add(str(ref))
+        yield str(ref)
+    if config.registry_for(ref) is None:
+        for candidate in candidates(config, ref):
+            name = str(candidate.target)
+            if name not in seen:
+                seen.add(name)
+                yield name
 
 
 # What a pull sends as credentials.

@@ -104,6 +104,17 @@ class BasicAuthTests(ProbeTestMixin, SynchronousTestCase):
         self.assertIs(self.successResultOf(d), True)
         self.assertEqual([auth for _, _, auth in self.fake.seen], ["", self.fake.basic()])
 
+    def test_login_sent_up_front_after(self):
+        """
+        Once a registry asked for Basic, later probes send the login with the
+        first request (one round trip, not two).
+        """
+        registry = registry_config("https://reg.example", "alice", "pa:ss:word")
+        self.successResultOf(self.probe(registry, "reg.example/library/nginx:latest"))
+        del self.fake.seen[:]
+        self.successResultOf(self.probe(registry, "reg.example/library/nginx:latest"))
+        self.assertEqual([auth for _, _, auth in self.fake.seen], [self.fake.basic()])
+
     def test_wrong_password(self):
         """
         Rejected credentials are an error naming the cause.

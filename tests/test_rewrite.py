@@ -101,10 +101,10 @@ class LocalNamesTests(SynchronousTestCase):
         ref = reference.parse("nginx")
         cached = rewrite.Decision(ref, reference.parse("mirror.example/library/nginx"),
                                   MIRROR, rewrite.PROBE)
-        self.assertEqual(rewrite.local_names(cfg, ref, cached), [
+        self.assertEqual(list(rewrite.local_names(cfg, ref, cached)), [
             "mirror.example/library/nginx", "docker.io/library/nginx",
             "sealos.hub:5000/library/nginx"])
-        self.assertEqual(rewrite.local_names(cfg, ref), [
+        self.assertEqual(list(rewrite.local_names(cfg, ref)), [
             "docker.io/library/nginx", "sealos.hub:5000/library/nginx",
             "mirror.example/library/nginx"])
 
@@ -114,7 +114,7 @@ class LocalNamesTests(SynchronousTestCase):
         """
         cfg = make_config(OFFLINE, MIRROR)
         ref = reference.parse("sealos.hub:5000/library/nginx:1")
-        self.assertEqual(rewrite.local_names(cfg, ref), ["sealos.hub:5000/library/nginx:1"])
+        self.assertEqual(list(rewrite.local_names(cfg, ref)), ["sealos.hub:5000/library/nginx:1"])
 
 
 class PullCredentialsTests(SynchronousTestCase):

@@ -641,7 +641,7 @@ class RewritePropertyTests(SynchronousTestCase):
         if ref.domain.lower() == address.host:
             self.assertEqual((decision.source, decision.registry, decision.moved),
                              (rewrite.CONFIGURED, registry, False))
-            self.assertEqual(rewrite.local_names(cfg, ref), [str(ref)])
+            self.assertEqual(list(rewrite.local_names(cfg, ref)), [str(ref)])
             return
         path = address.prefix + "/" + ref.path if address.prefix else ref.path
         found = rewrite.candidates(cfg, ref)
@@ -660,7 +660,7 @@ class RewritePropertyTests(SynchronousTestCase):
         again = rewrite.decide_without_lookup(cfg, target)
         self.assertEqual((again.source, again.registry, again.moved),
                          (rewrite.CONFIGURED, registry, False))
-        self.assertEqual(rewrite.local_names(cfg, ref), [str(ref), str(target)])
+        self.assertEqual(list(rewrite.local_names(cfg, ref)), [str(ref), str(target)])
         for kubelet_sent_auth in (True, False):
             moved = rewrite.Decision(ref, target, registry, rewrite.PROBE)
             self.assertIs(rewrite.pull_credentials(moved, kubelet_sent_auth), rewrite.REPLACE)
@@ -691,7 +691,7 @@ class RewritePropertyTests(SynchronousTestCase):
         rewrite.decide_without_lookup(cfg, ref)
         for candidate in rewrite.candidates(cfg, ref):
             self.assertEqual(reference.parse(str(candidate.target)), candidate.target)
-        rewrite.local_names(cfg, ref)
+        list(rewrite.local_names(cfg, ref))
 
     @settings(deadline=None, max_examples=300)
     @given(st.one_of(st.text(), _DOMAINS, _registry_addresses().map(lambda a: a.url),
