@@ -37,7 +37,6 @@ import sys
 import tempfile
 import threading
 import time
-from functools import partial
 
 BENCH = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(BENCH)
@@ -164,11 +163,10 @@ class Child:
     def start(self):
         with open(self.log_path, "ab") as log_file:
             self.process = subprocess.Popen(
-                self.argv, cwd=self.cwd, stdin=subprocess.PIPE if self.capture == "both" else
+                sandbox.dying_with_parent(self.argv), cwd=self.cwd, stdin=subprocess.PIPE if self.capture == "both" else
                 subprocess.DEVNULL,
                 stdout=subprocess.PIPE if self.capture else log_file, stderr=log_file,
-                env=dict(os.environ, PYTHONUNBUFFERED="1", **self.env), start_new_session=True,
-                preexec_fn=partial(sandbox._die_with_parent, sandbox._libc(), os.getpid()))
+                env=dict(os.environ, PYTHONUNBUFFERED="1", **self.env), start_new_session=True)
         return self
 
     @property

@@ -7,19 +7,18 @@ It runs a real containerd (CRI plugin enabled, native snapshotter) and real
 /tmp, and pushes tiny but valid images into the registries over the registry
 HTTP API.
 
-Standard library only and no Twisted: it is used from trial's ``setUpClass``
+Standard library only and no Twisted: it is used from trial's ``setUp``
 as well as from plain scripts run by Debian's ``/usr/bin/python3``.  Every
 wait is bounded.  The children run in their own session, so a Ctrl-C aimed
 at the test runner's process group does not kill them before the runner's
 cleanup stops them in order, and they ask the kernel for SIGTERM when the
-thread that started them dies (``PR_SET_PDEATHSIG``), so they never outlive
+thread that started them dies (``setpriv --pdeathsig``), so they never outlive
 the run: start them from a long-lived thread, such as the main thread.
 """
 
 import base64
 import ctypes
 import dataclasses
-import functools
 import gzip
 import hashlib
 import io
@@ -55,7 +54,6 @@ _POLL_INTERVAL = 0.05
 _PORT_ATTEMPTS = 5
 _LOG_TAIL_LINES = 40
 _UNIX_PATH_MAX = 107
-_PR_SET_PDEATHSIG = 1
 _MNT_DETACH = 2
 _EPOCH = "1970-01-01T00:00:00Z"
 
@@ -95,16 +93,6 @@ def dying_with_parent(command):
         gRPC's above all).
     """
     return ["setpriv", "--pdeathsig", "TERM", "--"] + list(command)
-
-
-def _die_with_parent(libc, parent_pid):
-    """
-    Run in the child between fork and exec: get SIGTERM when the parent dies.
-    """
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    if os.getppid() != parent_pid:
-        # The parent died before prctl took effect.
-        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _log_tail(path, offset=0):

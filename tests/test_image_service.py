@@ -13,7 +13,7 @@ import grpc
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from cri_shim import config, methods, reference, rewrite
+from cri_shim import config, methods, rewrite
 from cri_shim.cri_client import CRIClient
 from cri_shim.grpc_server import SERVER_OPTIONS
 from cri_shim.image_service import ImageService

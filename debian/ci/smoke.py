@@ -16,7 +16,6 @@ name; the shim stops on SIGTERM with a clean status and removes its socket.
 Exit status 0 when all hold.
 """
 
-import functools
 import importlib.util
 import os
 import signal
@@ -161,14 +160,12 @@ def run(repo, workdir, log_path):
         env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8",
                "NOTIFY_SOCKET": notify_path}
         with open(log_path, "wb") as log:
+            # Never outlive this script.
             shim = subprocess.Popen(
-                ["/usr/bin/twistd3", "-n", "--pidfile=", "image-cri-shim",
-                 "--config", config_path],
+                sandbox.dying_with_parent(["/usr/bin/twistd3", "-n", "--pidfile=",
+                                           "image-cri-shim", "--config", config_path]),
                 cwd=workdir, env=env, stdin=subprocess.DEVNULL, stdout=log,
-                stderr=subprocess.STDOUT, start_new_session=True,
-                # Never outlive this script.
-                preexec_fn=functools.partial(sandbox._die_with_parent, sandbox._libc(),
-                                             os.getpid()))
+                stderr=subprocess.STDOUT, start_new_session=True)
         wait_ready(notify, shim, socket_path, log_path)
         notify.close()
 
