@@ -24,7 +24,6 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 from OpenSSL import crypto
 from twisted.internet.ssl import (
-    Certificate,
     PrivateCertificate,
     optionsForClientTLS,
     trustRootFromCertificates,
@@ -34,7 +33,7 @@ from twisted.web.iweb import IPolicyForHTTPS
 from zope.interface import implementer
 
 from cri_shim.config import Secret
-from cri_shim.registry_tls import Unverified
+from cri_shim.registry_tls import Unverified, certificates
 
 SERVICE_ACCOUNT = "/var/run/secrets/kubernetes.io/serviceaccount"
 IN_CLUSTER = "in-cluster service account"
@@ -106,7 +105,7 @@ class Cluster:
             return _Policy(lambda host: Unverified(host, client))
         trust = None
         if self.ca_pem is not None:
-            trust = trustRootFromCertificates(_certificates(self.ca_pem))
+            trust = trustRootFromCertificates(certificates(self.ca_pem))
         return _Policy(lambda host: optionsForClientTLS(
             host, trustRoot=trust, clientCertificate=client))
 
@@ -508,7 +507,7 @@ def _ca(data):
     if not pem:
         raise _Broken("no certificate in the certificate authority")
     try:
-        _certificates(pem)
+        certificates(pem)
     except crypto.Error:
         raise _Broken("the certificate authority cannot be read")
     return pem
@@ -558,13 +557,6 @@ def _blocks(data, wanted):
         in a newline.
     """
     return [match.group(0) + b"\n" for match in _PEM.finditer(data) if wanted(match.group(1))]
-
-
-def _certificates(pem):
-    """
-    :return: the L{Certificate}s in C{pem}.
-    """
-    return [Certificate.loadPEM(block) for block in _blocks(pem, lambda label: True)]
 
 
 def _stamp(status):

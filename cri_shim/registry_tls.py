@@ -5,6 +5,8 @@ TLS for registry probes: verified by default against the system trust store
 certificate, or — only when configured for that registry — no verification.
 """
 
+import re
+
 from OpenSSL import SSL
 from twisted.internet.interfaces import IOpenSSLClientConnectionCreator
 from twisted.internet.abstract import isIPAddress, isIPv6Address
@@ -73,12 +75,22 @@ def _creator(host, tls):
 
 def _certificates(path):
     with open(path, "rb") as f:
-        data = f.read()
-    marker = b"-----END CERTIFICATE-----"
-    blocks = [block + marker for block in data.split(marker) if b"-----BEGIN" in block]
-    if not blocks:
+        found = certificates(f.read())
+    if not found:
         raise ValueError("{}: no PEM certificate found".format(path))
-    return [Certificate.loadPEM(block) for block in blocks]
+    return found
+
+
+_CERTIFICATE = re.compile(rb"-----BEGIN CERTIFICATE-----\r?\n.*?-----END CERTIFICATE-----",
+                          re.DOTALL)
+
+
+def certificates(pem):
+    """
+    :return: the L{Certificate}s of the C{CERTIFICATE} blocks in C{pem}
+        (a CA bundle, a kubeconfig's certificate authority).
+    """
+    return [Certificate.loadPEM(match.group(0)) for match in _CERTIFICATE.finditer(pem)]
 
 
 @implementer(IOpenSSLClientConnectionCreator)
