@@ -22,7 +22,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Site
 
 from cri_shim import __version__, reference, rewrite
-from cri_shim.health import DOWN, UNKNOWN
+from cri_shim.health import DOWN
 from cri_shim.metrics import Readout
 
 
@@ -202,7 +202,7 @@ class AdminState:
                 "url": registry.address.url,
                 "priority": registry.priority,
                 "offline": registry.offline,
-                "state": health.state if health else UNKNOWN,
+                "state": self._health.state(registry.name),
                 "reason": health.reason if health else "not checked",
                 "since": health.changed if health else None,
                 "check_seconds": health.last_latency if health else None,
@@ -226,9 +226,7 @@ class AdminState:
         candidates = [{
             "registry": candidate.registry.name,
             "priority": candidate.registry.priority,
-            "health": "down" if candidate.registry.name in snapshot.down else (
-                self._health.registries[candidate.registry.name].state
-                if candidate.registry.name in self._health.registries else UNKNOWN),
+            "health": self._health.state(candidate.registry.name),
             "name": str(candidate.target),
         } for candidate in rewrite.candidates(snapshot.config, ref, down=snapshot.down)]
         d = maybeDeferred(self._resolver.resolve, snapshot, ref)

@@ -97,6 +97,14 @@ class RegistryHealthChecker(service.Service):
                 health.registry = registry
         self._publish()
 
+    def state(self, name):
+        """
+        :return: the state of the registry named C{name} (L{UNKNOWN} for one
+            not checked).
+        """
+        health = self.registries.get(name)
+        return health.state if health is not None else UNKNOWN
+
     def report_unreachable(self, name, reason):
         """
         Passive health: a lookup or a pull could not reach C{name}; mark it
