@@ -429,7 +429,7 @@ def load(text, source="config", require_settings=False):
     :return: C{(Config, [Notice, ...])}.
     :raise ConfigError: listing every problem found.
     """
-    document = _parse_yaml(text, source)
+    document = parse_yaml(text, source)
     if document is None and require_settings:
         raise ConfigError(["{}: holds no settings (only comments or nothing)".format(source)])
     if document is not None and not isinstance(document, dict):
@@ -442,7 +442,14 @@ def load(text, source="config", require_settings=False):
     return config, reader.notices
 
 
-def _parse_yaml(text, source):
+def parse_yaml(text, source):
+    """
+    Parse a YAML document of at most L{MAX_CONFIG_BYTES}, safely.
+
+    :return: the document.
+    :raise ConfigError: saying what is wrong and where, without quoting the
+        document (it may hold passwords).
+    """
     if len(text) > MAX_CONFIG_BYTES:
         raise ConfigError(["{}: larger than {} bytes".format(source, MAX_CONFIG_BYTES)])
     if isinstance(text, bytes):

@@ -14,7 +14,7 @@ import copy
 
 import yaml
 
-from cri_shim.config import ConfigError, MAX_CONFIG_BYTES, Reader
+from cri_shim.config import ConfigError, Reader, parse_yaml
 
 _TOP = ("version", "sealos", "registries", "offlinePriority", "reloadInterval", "force",
         "debug", "timeout", "cache")
@@ -34,17 +34,7 @@ def read_cluster_settings(text, source="registries.yaml"):
         by canonical name, values checked for type.
     :raise ConfigError: naming every problem, each prefixed with C{source}.
     """
-    if len(text) > MAX_CONFIG_BYTES:
-        raise ConfigError(["{}: larger than {} bytes".format(source, MAX_CONFIG_BYTES)])
-    try:
-        document = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = " (line {})".format(mark.line + 1) if mark is not None else ""
-        raise ConfigError(["{}: invalid YAML: {}{}".format(
-            source, getattr(e, "problem", None) or "cannot parse", where)])
-    except RecursionError:
-        raise ConfigError(["{}: invalid YAML: nested too deeply".format(source)])
+    document = parse_yaml(text, source)
     reader = Reader()
     top = reader.mapping(document, "", _TOP)
     settings = {}
