@@ -85,6 +85,26 @@ def _libc():
     return ctypes.CDLL(None, use_errno=True)
 
 
+def terminate(process, timeout=STOP_TIMEOUT):
+    """
+    Stop a child: SIGTERM (and SIGCONT, as a paused process acts on SIGTERM
+    only once continued), then SIGKILL if it lingers past C{timeout}.
+
+    :return: whether it had to be killed.
+    """
+    if process.poll() is not None:
+        return False
+    process.terminate()
+    process.send_signal(signal.SIGCONT)
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout)
+        return True
+    return False
+
+
 def dying_with_parent(command):
     """
     :return: C{command} run so that it gets SIGTERM when the thread that
@@ -313,17 +333,8 @@ class _Daemon:
 
     def _halt(self, timeout=STOP_TIMEOUT):
         process, self.process = self.process, None
-        if process is None:
-            return
-        if process.poll() is None:
-            process.terminate()
-            # A paused process acts on SIGTERM only once continued.
-            process.send_signal(signal.SIGCONT)
-            try:
-                process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout)
+        if process is not None:
+            terminate(process, timeout)
 
     def stop(self, timeout=STOP_TIMEOUT):
         """

@@ -329,15 +329,9 @@ class ShimNode:
         for client in self._clients:
             client.close()
         self._clients = []
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout)
-                raise ShimError("the shim ignored SIGTERM for {} s:\n{}".format(
-                    timeout, self.shim_log()))
+        if sandbox.terminate(process, timeout):
+            raise ShimError("the shim ignored SIGTERM for {} s:\n{}".format(
+                timeout, self.shim_log()))
         return process.returncode
 
     def shim_log(self):
