@@ -83,6 +83,16 @@ class RegistryTLSTests(TestCase):
 
         return one(0)
 
+    def refused(self, d):
+        """
+        :return: C{d} (a L{probe} of one registry), checked to be refused.
+        """
+        def check(results):
+            [reason] = results
+            self.assertIsNot(reason, True)
+            return reason
+        return d.addCallback(check)
+
     def entry(self, host, **options):
         lines = "  - address: https://{}\n".format(host)
         for key, value in options.items():
@@ -94,13 +104,8 @@ class RegistryTLSTests(TestCase):
         A registry whose certificate the system does not trust is refused.
         """
         host = self.serve()
-        d = self.probe(self.entry(host))
-
-        def check(results):
-            [reason] = results
-            self.assertIsNot(reason, True)
-            self.assertIn("SSL", reason)
-        return d.addCallback(check)
+        d = self.refused(self.probe(self.entry(host)))
+        return d.addCallback(lambda reason: self.assertIn("SSL", reason))
 
     def test_ca_file(self):
         """
@@ -117,12 +122,7 @@ class RegistryTLSTests(TestCase):
         """
         host = self.serve(sans=("registry.example",))
         ca_file = self.write("ca.pem", self.ca[0])
-        d = self.probe(self.entry(host, caFile=ca_file))
-
-        def check(results):
-            [reason] = results
-            self.assertIsNot(reason, True)
-        return d.addCallback(check)
+        return self.refused(self.probe(self.entry(host, caFile=ca_file)))
 
     def test_insecure_for_that_registry_alone(self):
         """
@@ -157,9 +157,4 @@ class RegistryTLSTests(TestCase):
         client_ca = make_ca("client CA")
         host = self.serve(client_ca=client_ca)
         ca_file = self.write("ca.pem", self.ca[0])
-        d = self.probe(self.entry(host, caFile=ca_file))
-
-        def check(results):
-            [reason] = results
-            self.assertIsNot(reason, True)
-        return d.addCallback(check)
+        return self.refused(self.probe(self.entry(host, caFile=ca_file)))
