@@ -1286,25 +1286,15 @@ def details(bench, args, started, finished, table):
                 continue
             w("{} load, {} samples holding the GIL; own time by component:\n".format(
                 label, summary["samples"]))
-            w("```")
-            for part, share in summary["parts"]:
-                w("{:5.1f}%  {}".format(share * 100, part))
-            w("```")
-            w("own time by frame:\n")
-            w("```")
-            for frame, share in summary["self"]:
-                w("{:5.1f}%  {}".format(share * 100, frame))
-            w("```")
-            w("inclusive:\n")
-            w("```")
-            for frame, share in summary["inclusive"]:
-                w("{:5.1f}%  {}".format(share * 100, frame))
-            w("```")
-            w("inclusive, shim and Twisted frames only:\n")
-            w("```")
-            for frame, share in summary["ours"]:
-                w("{:5.1f}%  {}".format(share * 100, frame))
-            w("```")
+            for title, key in ((None, "parts"), ("own time by frame:\n", "self"),
+                               ("inclusive:\n", "inclusive"),
+                               ("inclusive, shim and Twisted frames only:\n", "ours")):
+                if title is not None:
+                    w(title)
+                w("```")
+                for frame, share in summary[key]:
+                    w("{:5.1f}%  {}".format(share * 100, frame))
+                w("```")
         w("Raw stacks (py-spy `--format raw`, for flamegraph.pl): {}".format(
             bench.profile_dir))
     if bench.notes:
