@@ -46,7 +46,7 @@ test: setup
 	GRPC_VERBOSITY=ERROR GRPC_ENABLE_FORK_SUPPORT=false $(PY) -m twisted.trial --temp-directory=/tmp/ics-trial tests
 
 demo: setup
-	$(PY) -m cri_shim.demo
+	$(PY) -m dev.demo
 
 deb:
 	bash debian/ci/deb-test.sh build build/deb

@@ -21,6 +21,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 PROTO_ROOT = os.path.join(HERE, "proto")
 OUT_ROOT = os.path.join(HERE, "cri_shim", "_proto")
 PROTO_FILES = ["runtime/v1/api.proto", "runtime/v1alpha2/api.proto"]
+#: The shipped package's wings (dev/ and tests/ are never shipped).
+WINGS = ["model", "serve", "registries", "sync", "ops"]
 PROTO_PACKAGES = [
     "cri_shim._proto",
     "cri_shim._proto.runtime",
@@ -96,7 +98,8 @@ setup(
     description="CRI proxy that rewrites image pulls to the private registry that holds them",
     license="Apache-2.0",
     python_requires=">=3.9",
-    packages=["cri_shim"] + PROTO_PACKAGES + ["twisted.plugins"],
+    packages=(["cri_shim"] + ["cri_shim." + wing for wing in WINGS] + PROTO_PACKAGES
+              + ["twisted.plugins"]),
     install_requires=[
         "twisted>=22.4",
         "grpcio>=1.51",
@@ -106,6 +109,6 @@ setup(
         "service-identity",
         "attrs",
     ],
-    entry_points={"console_scripts": ["image-cri-shim-ctl = cri_shim.ctl:main"]},
+    entry_points={"console_scripts": ["image-cri-shim-ctl = cri_shim.ops.ctl:main"]},
     cmdclass={"build_protos": GenerateProtos, "build_py": BuildPy, "develop": Develop},
 )

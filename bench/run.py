@@ -45,7 +45,8 @@ os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
 import grpc  # noqa: E402
 
-from cri_shim import methods, sandbox  # noqa: E402
+from cri_shim.serve import methods  # noqa: E402
+from dev import sandbox  # noqa: E402
 
 PACKAGE = "runtime.v1"
 API = methods.API[PACKAGE]

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_metrics -*-
+# -*- test-case-name: tests.ops.test_admin -*-
 """
 Prometheus metrics without a dependency: counters and histograms that any
 thread may update (one short lock each), gauges read at scrape time, and the

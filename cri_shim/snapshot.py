@@ -16,7 +16,7 @@ class Snapshot:
     """
     What a request needs to decide a rewrite.
 
-    :ivar config: the L{cri_shim.config.Config} in force.
+    :ivar config: the L{cri_shim.model.config.Config} in force.
     :ivar cache: the L{RewriteCache} for this configuration only.
     :ivar generation: increases with every configuration published; keys
         single-flight lookups so that a lookup never mixes two of them.

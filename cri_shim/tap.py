@@ -22,23 +22,26 @@ from twisted.logger import Logger
 from twisted.python import usage
 from twisted.web.client import Agent, HTTPConnectionPool, _HTTP11ClientFactory
 
-from cri_shim import __version__, config as configuration, kube, methods
-from cri_shim.admin import AdminResource, AdminState, add_readouts, admin_service
-from cri_shim.bridge import cancellable_caller
-from cri_shim.cache_stats import CacheStatsLogger
-from cri_shim.configmap import ConfigMapPoller
-from cri_shim.dryrun import dry_run
-from cri_shim.health import RegistryHealthChecker
-from cri_shim.grpc_server import GrpcServerService, SocketInUse, claim_socket
-from cri_shim.image_service import ImageService
+from cri_shim import __version__
+from cri_shim.model import config as configuration, schema
+from cri_shim.serve import methods
+from cri_shim.sync import kube
+from cri_shim.ops.admin import AdminResource, AdminState, add_readouts, admin_service
+from cri_shim.serve.bridge import cancellable_caller
+from cri_shim.ops.cache_stats import CacheStatsLogger
+from cri_shim.sync.configmap import ConfigMapPoller
+from cri_shim.ops.dryrun import dry_run
+from cri_shim.registries.health import RegistryHealthChecker
+from cri_shim.serve.grpc_server import GrpcServerService, SocketInUse, claim_socket
+from cri_shim.serve.image_service import ImageService
 from cri_shim.metrics import Metrics
-from cri_shim.passthrough import ProxyHandler
-from cri_shim.probe import Prober
-from cri_shim.registry_tls import RegistryTLSPolicy
-from cri_shim.reloader import ConfigReloader, log_notices
-from cri_shim.resolver import Resolver
+from cri_shim.serve.passthrough import ProxyHandler
+from cri_shim.registries.probe import Prober
+from cri_shim.registries.tls import RegistryTLSPolicy
+from cri_shim.sync.reloader import ConfigReloader, log_notices
+from cri_shim.registries.resolver import Resolver
 from cri_shim.snapshot import SnapshotHolder
-from cri_shim.upstream import Upstream
+from cri_shim.serve.upstream import Upstream
 
 log = Logger()
 
@@ -89,7 +92,7 @@ class Options(usage.Options):
             task.react(lambda reactor: dry_run(reactor, path, text, sys.stdout, runtime_socket)
                        .addCallback(_exit))
         try:
-            self["loaded"] = configuration.load(text, source=path)
+            self["loaded"] = schema.load(text, source=path)
         except configuration.ConfigError as e:
             raise usage.UsageError("invalid config file {}:\n  {}".format(
                 path, "\n  ".join(e.problems)))

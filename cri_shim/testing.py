@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_probe -*-
+# -*- test-case-name: tests.registries.test_probe -*-
 """
 Test doubles that run the real request code: a CRI runtime on a real gRPC
 server that records what it is sent, and registries as a C{twisted.web}
@@ -16,7 +16,8 @@ from concurrent.futures import ThreadPoolExecutor
 import grpc
 from twisted.web.resource import Resource
 
-from cri_shim import config, methods, reference
+from cri_shim.model import config, reference
+from cri_shim.serve import methods
 
 
 def register_secret(value):
@@ -351,7 +352,7 @@ class FakeAPIServer(Resource):
         return json.dumps(status).encode("utf-8")
 
 
-# --- TLS certificates (for tests.test_kube) ---------------------------------
+# --- TLS certificates (for tests.sync.test_kube) ---------------------------------
 
 
 def make_ca(common_name="image-cri-shim test CA"):

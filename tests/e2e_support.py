@@ -1,6 +1,6 @@
 """
 Shared machinery for the suites that run the shim for real: a
-L{cri_shim.sandbox.Sandbox} (containerd and registries), the shim's config
+L{dev.sandbox.Sandbox} (containerd and registries), the shim's config
 file, the shim itself as a C{twistd -n image-cri-shim} subprocess, and CRI
 clients on its socket and on containerd's.
 
@@ -20,8 +20,8 @@ import subprocess
 import sys
 import time
 
-from cri_shim import sandbox
-from cri_shim.cri_client import CRIClient
+from dev import sandbox
+from dev.cri_client import CRIClient
 from tests import secrets_guard
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -1,6 +1,6 @@
 """
-Helpers for the fault-injection suites (L{tests.test_faults_registry},
-L{tests.test_faults_config}): a scripted raw-socket HTTP server that can
+Helpers for the fault-injection suites (L{tests.faults.test_registry},
+L{tests.faults.test_config}): a scripted raw-socket HTTP server that can
 hang, stall or trickle at any point of an exchange and records what it saw
 (when each connection opened, what was asked on it, when the client closed
 it); a tmpfs mount that is always unmounted; the memory of a process; the

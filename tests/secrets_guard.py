@@ -11,7 +11,7 @@ trial, so it is on for every run of the suite (or of any part of it)
 without a line in the tests themselves.  It installs:
 
   - B{A registry of secrets in play}, filled by:
-      - every L{cri_shim.config.Secret} and L{cri_shim.config.Credentials}
+      - every L{cri_shim.model.config.Secret} and L{cri_shim.model.config.Credentials}
         made in the test process (their constructors are wrapped): each
         password and token a test config, ConfigMap, kubeconfig or token
         file holds, once the shim's own code reads it, and the base64
@@ -626,13 +626,14 @@ def install():
 
     from twisted.logger import globalLogPublisher
 
-    from cri_shim import config, testing
+    from cri_shim import testing
+    from cri_shim.model import config
 
     original_secret_init = config.Secret.__init__
 
     def secret_init(self, value):
         original_secret_init(self, value)
-        GUARD.register_secret(value, "a cri_shim.config.Secret")
+        GUARD.register_secret(value, "a cri_shim.model.config.Secret")
 
     config.Secret.__init__ = secret_init
 
@@ -643,7 +644,7 @@ def install():
         password = self.password
         if isinstance(password, config.Secret):
             password = password.reveal()
-        GUARD.register_login(self.username, password, "a cri_shim.config.Credentials")
+        GUARD.register_login(self.username, password, "a cri_shim.model.config.Credentials")
 
     config.Credentials.__init__ = credentials_init
     testing.register_secret = lambda value: GUARD.register_secret(value, "cri_shim.testing")

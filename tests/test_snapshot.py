@@ -5,7 +5,7 @@ Tests for L{cri_shim.snapshot}.
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from cri_shim import config
+from cri_shim.model import config
 from cri_shim.snapshot import SnapshotHolder
 
 

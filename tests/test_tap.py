@@ -15,7 +15,8 @@ from twisted.python.usage import UsageError
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
-from cri_shim import config, tap
+from cri_shim import tap
+from cri_shim.model import config
 
 
 class _Reactor(Clock):

@@ -15,7 +15,7 @@ import time
 from twisted.logger import Logger, globalLogPublisher
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
-from cri_shim import config
+from cri_shim.model import schema
 from tests import secrets_guard
 
 GUARD = secrets_guard.GUARD
@@ -86,7 +86,7 @@ class MachineryTests(SynchronousTestCase):
         are looked for from then on.
         """
         password = "registered-" + os.urandom(8).hex()
-        config.load("address: http://sealos.hub:5000\nauth: someone:{}\n".format(password))
+        schema.load("address: http://sealos.hub:5000\nauth: someone:{}\n".format(password))
         self.assertTrue(GUARD.is_registered(password))
         self.assertTrue(GUARD.is_registered(secrets_guard.base64.b64encode(
             "someone:{}".format(password).encode()).decode()))

@@ -10,7 +10,7 @@
 # ../*.deb), with the build dependencies from debian/control installed by apt. The check
 # then installs the .deb with apt (pulling Debian's python3-* packages), checks its files,
 # runs /usr/bin/twistd3 image-cri-shim from the installed package against a sandbox node
-# (debian/ci/smoke.py: containerd and a registry from cri_shim/sandbox.py), and purges it.
+# (debian/ci/smoke.py: containerd and a registry from dev/sandbox.py), and purges it.
 # Everything it starts and installs is stopped, removed or purged on exit.
 set -uo pipefail
 

@@ -1,0 +1,487 @@
+# -*- test-case-name: tests.model.test_reference -*-
+"""
+Container image references: parsing, normalising and moving them to another
+registry.
+
+The shim sees image names in the form users write them (``nginx``,
+``registry.k8s.io/pause:3.9``, ``quay.io/a/b@sha256:...``) and has to decide
+which registry they live on before it can point them at a private mirror.
+Getting that wrong silently pulls the wrong image, so :func:`parse` accepts
+and normalises exactly what the container runtimes accept: the rules are
+those of ``ParseNormalizedNamed`` in github.com/distribution/reference (which
+containerd and the kubelet use), with digests validated as
+github.com/opencontainers/go-digest validates them.
+
+The module also parses the registry addresses of the shim's configuration
+(:func:`parse_registry_address`), because the host of such an address ends up
+inside rewritten image names and must obey the same rules.
+
+Nothing here does I/O; everything is a pure function of its arguments.
+"""
+
+import re
+from urllib.parse import urlsplit
+
+import attr
+
+DEFAULT_DOMAIN = "docker.io"
+"""The domain of images named without one (``nginx`` is on Docker Hub)."""
+
+DEFAULT_TAG = "latest"
+"""The tag pulled when a reference names neither tag nor digest."""
+
+DOCKER_HUB_ENDPOINT = "registry-1.docker.io"
+"""The host that serves the registry API for :data:`DEFAULT_DOMAIN`."""
+
+MAX_PATH_LENGTH = 255
+"""
+The longest repository path accepted.  Since distribution/reference v0.6.0
+only the path counts, not the domain in front of it.
+"""
+
+_LEGACY_DEFAULT_DOMAIN = "index.docker.io"
+_OFFICIAL_PREFIX = "library/"
+_LOCALHOST = "localhost"
+_DOCKER_HUB_ALIASES = frozenset(
+    [DEFAULT_DOMAIN, _LEGACY_DEFAULT_DOMAIN, DOCKER_HUB_ENDPOINT]
+)
+_MAX_TAG_LENGTH = 128
+_MAX_SHOWN = 300
+
+# Character classes are spelled out in ASCII: Python's \w and \d also match
+# non-ASCII characters, Go's do not.
+_PATH_COMPONENT = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*")
+_DOMAIN_LABEL = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
+_DOMAIN = re.compile(
+    rf"(?:{_DOMAIN_LABEL}(?:\.{_DOMAIN_LABEL})*|\[[a-fA-F0-9:]+\])"
+    r"(?::([0-9]+))?"
+)
+_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+_DIGEST = re.compile(
+    r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}"
+)
+_IDENTIFIER = re.compile(r"[a-f0-9]{64}")
+_IMAGE_ID = re.compile(r"(?:sha256:)?[a-f0-9]{64}")
+_LOWER_HEX = re.compile(r"[a-f0-9]+")
+
+# The algorithms go-digest registers, with the length of their (lowercase
+# hex) encoding.  Any other algorithm is unsupported.
+_DIGEST_HEX_LENGTHS = {"sha256": 64, "sha384": 96, "sha512": 128}
+
+
+class InvalidReference(ValueError):
+    """
+    A string is not a valid image reference, or a reference cannot be moved
+    where it was asked to go.  The message quotes the reference and names
+    the precise problem.
+    """
+
+
+class InvalidRegistryAddress(ValueError):
+    """
+    A registry address from the configuration is not usable.  The message
+    quotes the address and names the precise problem.
+    """
+
+
+def _show(text):
+    """
+    Quote ``text`` for an error message, cutting huge inputs short.
+    """
+    if len(text) > _MAX_SHOWN:
+        return repr(text[:_MAX_SHOWN]) + "..."
+    return repr(text)
+
+
+def _invalid(text, problem):
+    return InvalidReference(f"invalid reference {_show(text)}: {problem}")
+
+
+def _looks_like_domain(component):
+    """
+    Decide, as distribution does, whether the first component of a name is a
+    registry domain rather than the first path component of a Docker Hub
+    repository: it is if it contains ``.`` or ``:``, is ``localhost``, or
+    has uppercase letters (which paths cannot have).
+    """
+    return (
+        component == _LOCALHOST
+        or "." in component
+        or ":" in component
+        or component.lower() != component
+    )
+
+
+def _canonical_domain(domain):
+    if domain == _LEGACY_DEFAULT_DOMAIN:
+        return DEFAULT_DOMAIN
+    return domain
+
+
+def _path_problem(path):
+    """
+    Say what is wrong with a repository path, or return ``None`` if nothing
+    is.
+    """
+    if not path:
+        return "missing repository name"
+    if path.lower() != path:
+        return "repository name must be lowercase"
+    for component in path.split("/"):
+        if not component:
+            return f"empty path component in {_show(path)}"
+        if not _PATH_COMPONENT.fullmatch(component):
+            return f"invalid path component {_show(component)}"
+    return None
+
+
+def _tag_problem(tag):
+    if not tag:
+        return "empty tag"
+    if len(tag) > _MAX_TAG_LENGTH:
+        return f"tag longer than {_MAX_TAG_LENGTH} characters"
+    if not _TAG.fullmatch(tag):
+        return f"invalid tag {_show(tag)}"
+    return None
+
+
+def _digest_problem(digest):
+    if not _DIGEST.fullmatch(digest):
+        return f"invalid digest {_show(digest)}"
+    algorithm, _, encoded = digest.partition(":")
+    length = _DIGEST_HEX_LENGTHS.get(algorithm)
+    if length is None:
+        return (
+            f"invalid digest {_show(digest)}: "
+            f"unsupported algorithm {_show(algorithm)}"
+        )
+    if len(encoded) != length or not _LOWER_HEX.fullmatch(encoded):
+        return (
+            f"invalid digest {_show(digest)}: "
+            f"{algorithm} needs {length} lowercase hex characters"
+        )
+    return None
+
+
+@attr.s(frozen=True, slots=True)
+class Reference:
+    """
+    A normalised, fully qualified image reference.
+
+    Get these from :func:`parse` or :meth:`Reference.moved`, which guarantee
+    ``parse(str(r)) == r``; the constructor itself validates nothing.
+
+    :ivar domain: The registry, e.g. ``"docker.io"``, ``"127.0.0.1:5000"``,
+        ``"[::1]:5000"`` or ``"localhost"``.
+    :ivar path: The repository within the registry, e.g. ``"library/nginx"``.
+    :ivar tag: The tag, or ``None``.
+    :ivar digest: The manifest digest (``"sha256:<hex>"``), or ``None``.
+    """
+
+    domain = attr.ib()
+    path = attr.ib()
+    tag = attr.ib(default=None)
+    digest = attr.ib(default=None)
+
+    @property
+    def name(self):
+        """
+        The repository name, ``"domain/path"``, without tag or digest.
+        """
+        return self.domain + "/" + self.path
+
+    def __str__(self):
+        text = self.name
+        if self.tag is not None:
+            text += ":" + self.tag
+        if self.digest is not None:
+            text += "@" + self.digest
+        return text
+
+    def with_default_tag(self):
+        """
+        Name the tag a runtime pulls when none is given.
+
+        :return: This reference with tag ``"latest"`` if it has neither tag
+            nor digest; otherwise this reference unchanged (a digest is never
+            dropped, and a digest-only reference stays digest-only).
+        """
+        if self.tag is None and self.digest is None:
+            return attr.evolve(self, tag=DEFAULT_TAG)
+        return self
+
+    @property
+    def manifest_reference(self):
+        """
+        What to ask the registry's manifest endpoint for: the digest when
+        there is one (it pins the content, a tag does not), else the tag,
+        else ``"latest"``.
+        """
+        return self.digest or self.tag or DEFAULT_TAG
+
+    def moved(self, domain, prefix=""):
+        """
+        Name the same image on another registry.
+
+        The result keeps the path (under ``prefix``, if given), the tag and
+        the digest, and replaces the domain.  It is normalised as
+        :func:`parse` normalises its string form, so
+        ``parse(str(r.moved(d, p))) == r.moved(d, p)``: a move to
+        ``"index.docker.io"`` lands on ``"docker.io"``, and a single-component
+        path moved to Docker Hub gets the ``library/`` namespace.
+
+        Moving is idempotent: a reference already on ``domain`` (compared
+        case-insensitively, as host names are) is returned unchanged, whether
+        or not its path starts with ``prefix``, because it already names the
+        target registry.  So ``r.moved(d, p).moved(d, p) == r.moved(d, p)``,
+        and rewriting a name that was rewritten before never stacks prefixes.
+
+        :param domain: The target registry as it appears in image names, e.g.
+            ``"sealos.hub:5000"``.  It must be one :func:`parse` recognises as
+            a domain: containing ``.`` or ``:``, or ``localhost``.
+        :param prefix: A repository path to put in front of this reference's
+            path, e.g. ``"proxy"`` or ``"mirrors/hub"``; ``""`` for none.
+        :return: The moved :class:`Reference`.
+        :raises InvalidReference: If ``domain`` or ``prefix`` is invalid, or
+            the moved path is longer than :data:`MAX_PATH_LENGTH`.
+        """
+        if not (_DOMAIN.fullmatch(domain) and _looks_like_domain(domain)):
+            raise _invalid(
+                str(self), f"cannot move to {_show(domain)}: not a domain"
+            )
+        if prefix:
+            problem = _path_problem(prefix)
+            if problem is not None:
+                raise _invalid(
+                    str(self),
+                    f"cannot move under prefix {_show(prefix)}: {problem}",
+                )
+        domain = _canonical_domain(domain)
+        if domain.lower() == self.domain.lower():
+            return self
+        path = prefix + "/" + self.path if prefix else self.path
+        return parse(str(attr.evolve(self, domain=domain, path=path)))
+
+
+def _split_domain(text):
+    """
+    Split a reference into its domain and the rest, as distribution's
+    normaliser does: the first component is the domain only if it looks like
+    one, and a reference of a single component is on Docker Hub.
+
+    A first component that looks like a domain but is not a valid one (as in
+    ``a_b.c/x``) is still returned as the domain, for :func:`parse` to reject.
+    distribution instead accepts such a reference with an empty domain, which
+    :class:`Reference` cannot represent and no registry could serve.
+    """
+    first, slash, rest = text.partition("/")
+    if slash and _looks_like_domain(first):
+        return _canonical_domain(first), rest
+    return DEFAULT_DOMAIN, text
+
+
+def parse(text):
+    """
+    Parse and normalise an image reference as the container runtimes do.
+
+    ``nginx`` becomes ``docker.io/library/nginx``, ``index.docker.io/x/y``
+    becomes ``docker.io/x/y``, and a reference with both a tag and a digest
+    keeps both.  No tag is added (see :meth:`Reference.with_default_tag`).
+
+    A bare 64-character lowercase hex string is rejected as ambiguous with an
+    image ID.  ``sha256:<hex>``, on the other hand, is a valid reference (to
+    the tag ``<hex>`` of ``docker.io/library/sha256``), so callers that may
+    be given image IDs must check :func:`is_image_id` first.
+
+    :param text: The reference, e.g. ``"nginx:1.25"``.
+    :return: The normalised :class:`Reference`.
+    :raises InvalidReference: If ``text`` is not a valid reference.
+    """
+    if not text:
+        raise _invalid(text, "empty reference")
+    if _IDENTIFIER.fullmatch(text):
+        raise _invalid(
+            text,
+            "cannot specify 64-byte hexadecimal strings "
+            "(they are ambiguous with image IDs)",
+        )
+    if "://" in text:
+        raise _invalid(text, "an image reference has no URL scheme")
+
+    domain, rest = _split_domain(text)
+    rest, at, digest = rest.partition("@")
+    path, colon, tag = rest.partition(":")
+    if not _DOMAIN.fullmatch(domain):
+        raise _invalid(text, f"invalid domain {_show(domain)}")
+    problem = _path_problem(path)
+    if problem is None and colon:
+        problem = _tag_problem(tag)
+    if problem is None and at:
+        problem = _digest_problem(digest)
+    if problem is not None:
+        raise _invalid(text, problem)
+
+    if domain == DEFAULT_DOMAIN and "/" not in path:
+        path = _OFFICIAL_PREFIX + path
+    if len(path) > MAX_PATH_LENGTH:
+        raise _invalid(
+            text,
+            f"repository name longer than {MAX_PATH_LENGTH} characters "
+            f"({len(path)})",
+        )
+    return Reference(
+        domain=domain,
+        path=path,
+        tag=tag if colon else None,
+        digest=digest if at else None,
+    )
+
+
+def is_image_id(text):
+    """
+    Tell whether ``text`` is an image ID rather than an image name.
+
+    The kubelet passes image IDs to ``ImageStatus`` and ``RemoveImage``;
+    they identify local content and must never be rewritten.
+
+    :param text: What the kubelet sent as the image.
+    :return: ``True`` for ``"sha256:<64 lowercase hex>"`` and for a bare
+        64-character lowercase hex string, ``False`` otherwise.
+    """
+    return _IMAGE_ID.fullmatch(text) is not None
+
+
+@attr.s(frozen=True, slots=True)
+class RegistryAddress:
+    """
+    A registry the shim sends images to, as configured.
+
+    :ivar scheme: ``"http"`` or ``"https"``.
+    :ivar host: The registry as it appears in image names: lowercased, with
+        its port if one was given, and ``"docker.io"`` for Docker Hub under
+        any of its names.  This is what to pass to :meth:`Reference.moved`.
+    :ivar endpoint: The host (and port) serving the registry API: the same as
+        ``host``, except ``"registry-1.docker.io"`` for Docker Hub.
+    :ivar prefix: A repository path to put in front of the paths of moved
+        images (e.g. ``"proxy"``), or ``""``.
+    """
+
+    scheme = attr.ib()
+    host = attr.ib()
+    endpoint = attr.ib()
+    prefix = attr.ib(default="")
+
+    @property
+    def url(self):
+        """
+        The root URL of the registry API server, ``"scheme://endpoint"``.
+        The prefix is not part of it: it belongs to repository names.
+        """
+        return f"{self.scheme}://{self.endpoint}"
+
+    @property
+    def name(self):
+        """
+        The registry as image names show it: ``"host"`` or ``"host/prefix"``.
+        """
+        return f"{self.host}/{self.prefix}" if self.prefix else self.host
+
+    @property
+    def hostname(self):
+        """
+        The endpoint's host without port or IPv6 brackets, as a TLS
+        connection names it.
+        """
+        return urlsplit(self.url).hostname
+
+    @property
+    def port(self):
+        """
+        The endpoint's port, or the scheme's default.
+        """
+        return urlsplit(self.url).port or (443 if self.scheme == "https" else 80)
+
+
+def _address_error(text, problem):
+    return InvalidRegistryAddress(
+        f"invalid registry address {_show(text)}: {problem}"
+    )
+
+
+def parse_registry_address(text):
+    """
+    Parse a registry address from the configuration.
+
+    The form is ``[scheme://]host[:port][/prefix]``: ``"sealos.hub:5000"``
+    (no scheme means https), ``"http://sealos.hub:5000"``,
+    ``"https://harbor.local/proxy/"`` (prefix ``"proxy"``).
+    ``"docker.io"``, ``"index.docker.io"`` and ``"registry-1.docker.io"``
+    (without a port) all mean Docker Hub: host ``"docker.io"``, endpoint
+    ``"registry-1.docker.io"``.
+
+    The host must be one :func:`parse` recognises as a domain (containing
+    ``.`` or a port, or ``localhost``): otherwise images moved there would
+    read as Docker Hub repositories.
+
+    :param text: The address as written in the configuration.
+    :return: A :class:`RegistryAddress`.
+    :raises InvalidRegistryAddress: For a scheme other than http or https,
+        user information, a query or fragment, an empty or invalid host, a
+        port outside 1-65535, or a prefix that is not a repository path.
+    """
+    scheme, separator, rest = text.partition("://")
+    if separator:
+        scheme = scheme.lower()
+        if scheme not in ("http", "https"):
+            raise _address_error(
+                text, f"unsupported scheme {_show(scheme)} (use http or https)"
+            )
+    else:
+        scheme, rest = "https", text
+    if "?" in rest or "#" in rest:
+        raise _address_error(text, "a query or fragment is not allowed")
+    netloc, _, prefix = rest.partition("/")
+    if "@" in netloc:
+        # Never echo the user information: it may be a password.
+        shown = text.replace(netloc, "<redacted>@" + netloc.rpartition("@")[2], 1)
+        raise _address_error(shown, "user information is not allowed")
+    if not netloc:
+        raise _address_error(text, "empty host")
+    match = _DOMAIN.fullmatch(netloc)
+    if match is None:
+        raise _address_error(text, f"invalid host {_show(netloc)}")
+    port = match.group(1)
+    if port is not None and not (len(port) <= 5 and 0 < int(port) < 65536):
+        raise _address_error(text, f"invalid port {_show(port)}")
+    # Judged as it will be written in image names: lowercased ("A" is a
+    # domain by its case, "a" is a Docker Hub namespace).
+    if not _looks_like_domain(netloc.lower()):
+        raise _address_error(
+            text,
+            f"host {_show(netloc)} would read as a Docker Hub namespace in "
+            f"image names: give a fully qualified name or a port",
+        )
+    prefix = prefix.rstrip("/")
+    if prefix:
+        problem = _path_problem(prefix)
+        if problem is not None:
+            raise _address_error(text, f"invalid prefix: {problem}")
+    host = endpoint = netloc.lower()
+    if host in _DOCKER_HUB_ALIASES:
+        host, endpoint = DEFAULT_DOMAIN, DOCKER_HUB_ENDPOINT
+    return RegistryAddress(
+        scheme=scheme, host=host, endpoint=endpoint, prefix=prefix
+    )
+
+
+def normalize_domain(text):
+    """
+    Normalise a registry domain as image names carry it (for
+    C{mirrorOf}): lowercased, C{index.docker.io} as C{docker.io}.
+
+    :raises InvalidRegistryAddress: if C{text} is not a registry domain.
+    """
+    if not (_DOMAIN.fullmatch(text) and _looks_like_domain(text.lower())):
+        raise InvalidRegistryAddress(f"invalid registry domain {_show(text)}")
+    domain = _canonical_domain(text.lower())
+    return DEFAULT_DOMAIN if domain in _DOCKER_HUB_ALIASES else domain

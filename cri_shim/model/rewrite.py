@@ -1,0 +1,146 @@
+# -*- test-case-name: tests.model.test_rewrite -*-
+"""
+The rewrite decision, pure: which registries may hold an image, what the
+image is called there, and which credentials a pull may carry.
+
+No Twisted, no protobuf: L{cri_shim.registries.resolver} asks the candidates named here,
+and L{cri_shim.serve.image_service} applies the result to CRI messages.
+"""
+
+import attr
+
+from cri_shim.model import reference
+
+#: Decision sources, as logged.
+CONFIGURED = "configured"       # the image already names a configured registry
+PROBE = "probe"                 # a registry answered that it holds the image
+NOBODY = "nobody"               # no candidate holds it: not rewritten
+NO_REGISTRIES = "no-registries"  # nothing configured could hold it
+
+
+@attr.s(frozen=True, slots=True)
+class Candidate:
+    """
+    A registry that may hold an image, and the image's name there.
+    """
+
+    registry = attr.ib()
+    target = attr.ib()
+
+
+@attr.s(frozen=True, slots=True)
+class Decision:
+    """
+    The outcome of a rewrite lookup.
+
+    :ivar original: the L{cri_shim.model.reference.Reference} kubelet asked for.
+    :ivar target: the rewritten reference, or C{None} when not moved.
+    :ivar registry: the configured registry whose credentials apply, or
+        C{None}.
+    :ivar source: one of the module's decision sources.
+    :ivar tried: names of the registries asked, in order.
+    """
+
+    original = attr.ib()
+    target = attr.ib()
+    registry = attr.ib()
+    source = attr.ib()
+    tried = attr.ib(default=())
+
+    @property
+    def moved(self):
+        """
+        Whether the image is pulled from another name than it was asked by.
+        """
+        return self.target is not None
+
+
+def candidates(config, ref, exclude=(), down=frozenset()):
+    """
+    :param config: a L{cri_shim.model.config.Config}.
+    :param ref: a parsed L{cri_shim.model.reference.Reference}.
+    :param exclude: registry names to leave out (they already failed).
+    :param down: names of registries found down: they come last.
+    :return: the L{Candidate}s in failover order: registries not known to be
+        down by priority, then the down ones by priority.
+    """
+    found = []
+    for registry in config.registries:
+        if registry.name in exclude or not registry.serves(ref):
+            continue
+        try:
+            target = ref.moved(registry.address.host, registry.address.prefix)
+        except reference.InvalidReference:
+            # The path under the registry's prefix would be longer than a
+            # repository name may be: no such image can be there.
+            continue
+        found.append(Candidate(registry, target))
+    return tuple(sorted(found, key=lambda candidate: candidate.registry.name in down))
+
+
+def decide_without_lookup(config, ref):
+    """
+    The decisions that need no registry to be asked.
+
+    :return: a L{Decision}, or C{None} when the registries must be asked.
+    """
+    registry = config.registry_for(ref)
+    if registry is not None:
+        return Decision(ref, None, registry, CONFIGURED)
+    if not candidates(config, ref):
+        return Decision(ref, None, None, NO_REGISTRIES)
+    return None
+
+
+def cache_key(ref):
+    """
+    :return: the cache key of an image: its normalised name, so that
+        C{nginx} and C{docker.io/library/nginx:latest} share an entry.
+    """
+    return str(ref.with_default_tag())
+
+
+def local_names(config, ref, cached=None):
+    """
+    The names under which the runtime may already hold an image, in the
+    order ImageStatus and RemoveImage look them up: the cached rewrite first
+    (a warm lookup costs one runtime call), then the name as asked, then the
+    name on each candidate registry (so an image pulled earlier through the
+    shim is found even when every registry is unreachable).
+
+    :param cached: the cached L{Decision} for C{ref}, if any.
+    :return: an iterator of image names without duplicates, computed as
+        they are asked for (a warm lookup needs only the first).
+    """
+    seen = set()
+    if cached is not None and cached.target is not None:
+        seen.add(str(cached.target))
+        yield str(cached.target)
+    if str(ref) not in seen:
+        seen.add(str(ref))
+        yield str(ref)
+    if config.registry_for(ref) is None:
+        for candidate in candidates(config, ref):
+            name = str(candidate.target)
+            if name not in seen:
+                seen.add(name)
+                yield name
+
+
+# What a pull sends as credentials.
+KEEP = "keep"        # what kubelet sent (possibly nothing)
+REPLACE = "replace"  # the decision's registry's credentials, or none at all
+
+
+def pull_credentials(decision, kubelet_sent_auth):
+    """
+    Choose a pull's credentials.  Kubelet's credentials belong to the
+    registry the image names; they must never reach another one.
+
+    :return: L{KEEP} or L{REPLACE}.
+    """
+    if decision.moved:
+        return REPLACE
+    if decision.registry is not None and not kubelet_sent_auth:
+        return REPLACE
+    return KEEP

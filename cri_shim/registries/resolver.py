@@ -1,0 +1,196 @@
+# -*- test-case-name: tests.registries.test_resolver -*-
+"""
+Cold rewrite lookups, on the reactor: ask every candidate registry at once
+whether it holds the image, choose the highest-priority one that does, cache
+the decision, and let identical concurrent lookups share one set of probes.
+
+The walk over answers is in priority order: a decision is made as soon as
+every registry ranked above the first holder has answered, so a slow
+low-priority registry never delays a rewrite to a faster high-priority one;
+probes still running then are cancelled.
+"""
+
+from twisted.internet.defer import Deferred, succeed
+from twisted.logger import Logger
+
+from cri_shim.model import rewrite
+from cri_shim.registries.probe import ProbeError
+
+
+class Resolver:
+    """
+    :param prober: a L{cri_shim.registries.probe.Prober}.
+    :param on_unreachable: called with a registry's name and the reason when
+        a probe could not reach it (the health checker marks it down).
+    """
+
+    log = Logger()
+
+    def __init__(self, prober, on_unreachable=lambda name, reason: None):
+        self.prober = prober
+        self.on_unreachable = on_unreachable
+        self._inflight = {}
+
+    def resolve(self, snapshot, ref, exclude=frozenset()):
+        """
+        Decide where C{ref} is pulled from.
+
+        :param snapshot: the L{cri_shim.snapshot.Snapshot} the request reads.
+        :param ref: a parsed L{cri_shim.model.reference.Reference}.
+        :param exclude: registry names not to ask (a pull from them failed).
+        :return: a Deferred firing with a L{rewrite.Decision}; it never fails
+            for registry trouble (that is a decision not to move the image).
+            Cancelling it stops waiting; when nobody waits for a lookup any
+            more, its probes are cancelled too (kubelet gave up).
+        """
+        decision = rewrite.decide_without_lookup(snapshot.config, ref)
+        if decision is not None:
+            return succeed(decision)
+        key = (snapshot.generation, rewrite.cache_key(ref), frozenset(exclude))
+        entry = self._inflight.get(key)
+        new = entry is None
+        if new:
+            entry = self._inflight[key] = (_Lookup(self, snapshot, ref, exclude), [])
+        lookup, waiters = entry
+
+        def cancel(waiter):
+            if waiter in waiters:
+                waiters.remove(waiter)
+                if not waiters and self._inflight.get(key) is entry:
+                    del self._inflight[key]
+                    lookup.cancel()
+
+        waiter = Deferred(cancel)
+        waiters.append(waiter)
+        if new:
+            # The waiter is in place first: a lookup may decide at once.
+            lookup.start().addCallback(self._deliver, key, entry)
+        return waiter
+
+    def _deliver(self, decision, key, entry):
+        if self._inflight.get(key) is entry:
+            del self._inflight[key]
+        for waiter in entry[1]:
+            waiter.callback(decision)
+
+
+class _Lookup:
+    """
+    One lookup: registries not known to be down are asked at once and their
+    answers walked in priority order; registries found down are asked only
+    when none of those holds the image.
+    """
+
+    def __init__(self, resolver, snapshot, ref, exclude):
+        self._resolver = resolver
+        self._snapshot = snapshot
+        self._ref = ref
+        self._exclude = exclude
+        self._config = snapshot.config
+        found = rewrite.candidates(self._config, ref, exclude, snapshot.down)
+        self._waves = [[c for c in found if c.registry.name not in snapshot.down],
+                       [c for c in found if c.registry.name in snapshot.down]]
+        self._tried = tuple(candidate.registry.name for candidate in found)
+        self._errors = {}
+        self._log_lines = []
+        self._probes = []
+        self._done = Deferred()
+
+    def start(self):
+        self._next_wave()
+        return self._done
+
+    def cancel(self):
+        """
+        Nobody waits any more: stop the probes; the lookup never decides.
+        """
+        self._cancelled = True
+        for probe in self._probes:
+            if probe is not None and not probe.called:
+                probe.cancel()
+
+    _cancelled = False
+
+    def _next_wave(self):
+        while self._waves and not self._waves[0]:
+            self._waves.pop(0)
+        if not self._waves:
+            self._finish(rewrite.Decision(self._ref, None, None, rewrite.NOBODY, self._tried))
+            return
+        wave = self._waves.pop(0)
+        answers = [None] * len(wave)
+        probes = self._probes = []
+
+        def settle():
+            if self._done.called or self._cancelled or (probes and probes[-1] is None):
+                return
+            for index, candidate in enumerate(wave):
+                if answers[index] is None:
+                    return
+                if answers[index] is True:
+                    record()
+                    self._finish(rewrite.Decision(self._ref, candidate.target,
+                                                  candidate.registry, rewrite.PROBE,
+                                                  self._tried), probes)
+                    return
+            record()
+            self._next_wave()
+
+        def record():
+            self._log_lines.extend("{}={}".format(c.registry.name, _answer(answers[i]))
+                                   for i, c in enumerate(wave))
+
+        def answered(result, index):
+            answers[index] = result
+            settle()
+
+        def failed(failure, index):
+            if self._done.called or self._cancelled:
+                return None
+            answers[index] = False
+            name = wave[index].registry.name
+            if failure.check(ProbeError):
+                self._errors[name] = failure.value.reason
+                if failure.value.unreachable:
+                    self._resolver.on_unreachable(name, failure.value.reason)
+            else:
+                self._errors[name] = "{}: {}".format(type(failure.value).__name__, failure.value)
+            settle()
+            return None
+
+        for index, candidate in enumerate(wave):
+            if self._done.called or self._cancelled:
+                break
+            # A placeholder keeps synchronous answers from settling the wave
+            # before every probe in it has started.
+            probes.append(None)
+            probe = self._resolver.prober.has_manifest(candidate.registry, candidate.target,
+                                                       self._config.probe_timeout)
+            probes[-1] = probe
+            probe.addCallbacks(answered, failed, callbackArgs=(index,), errbackArgs=(index,))
+        settle()
+
+    def _finish(self, decision, probes=()):
+        ref, config = self._ref, self._config
+        key = rewrite.cache_key(ref)
+        if decision.moved:
+            self._snapshot.cache.put(key, decision, config.cache.ttl)
+        elif not self._errors and not self._exclude:
+            self._snapshot.cache.put(key, decision, config.cache.negative_ttl)
+        log = self._resolver.log
+        for name, reason in self._errors.items():
+            log.warn("registry {registry} could not be asked for {image}: {reason}",
+                     registry=name, image=str(ref), reason=reason)
+        if config.debug:
+            log.debug("lookup {image}: {answers} -> {result}", image=str(ref),
+                      answers=", ".join(self._log_lines) or "no registry asked",
+                      result=decision.registry.name if decision.moved else "not moved")
+        self._done.callback(decision)
+        # Lower-priority answers no longer matter.
+        for probe in probes:
+            if probe is not None and not probe.called:
+                probe.cancel()
+
+
+def _answer(answer):
+    return {True: "has it", False: "no", None: "not waited for"}[answer]

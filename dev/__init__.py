@@ -1,0 +1,4 @@
+"""
+Development tooling, never shipped: the sandbox node (containerd and registries),
+the demo, and a CRI test client.
+"""

@@ -1,0 +1,3 @@
+"""
+Tests of the shim run for real against containerd and registries.
+"""

@@ -1,0 +1,3 @@
+"""
+Tests of the shim under runtime, registry and config faults.
+"""

@@ -1,0 +1,3 @@
+"""
+Tests of the pure model (C{cri_shim.model}).
+"""

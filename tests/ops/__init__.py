@@ -1,0 +1,3 @@
+"""
+Tests of the operator's tools (C{cri_shim.ops}).
+"""

@@ -1,0 +1,3 @@
+"""
+Tests of the registry clients on the reactor (C{cri_shim.registries}).
+"""

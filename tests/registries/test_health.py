@@ -1,0 +1,172 @@
+"""
+Tests for L{cri_shim.registries.health}: registry checks on a fake clock against fake
+registries (StubTreq), transitions, thresholds, backoff, Retry-After,
+passive marking and following config reloads.
+"""
+
+from treq.testing import StubTreq
+from twisted.internet.defer import Deferred
+from twisted.internet.task import Clock
+from twisted.logger import capturedLogs
+from twisted.trial.unittest import SynchronousTestCase
+
+from cri_shim.model import config
+from cri_shim.registries.health import DOWN, UNKNOWN, UP, RegistryHealthChecker
+from cri_shim.snapshot import SnapshotHolder
+from cri_shim.testing import FakeRegistries, FakeRegistry, registry_config
+
+ONE = registry_config("http://one.example:5000", priority=1000, offline=True)
+TWO = registry_config("https://two.example", "u", "p", priority=500)
+
+
+def make_config(*registries, **health):
+    return config.Config(registries=registries, health=config.HealthCheck(**health))
+
+
+class _Silent:
+    def request(self, method, url, **kwargs):
+        return Deferred()
+
+
+class HealthCheckerTests(SynchronousTestCase):
+    def setUp(self):
+        self.clock = Clock()
+        self.fakes = FakeRegistries()
+        self.one = self.fakes.add("one.example:5000", FakeRegistry())
+        self.two = self.fakes.add("two.example", FakeRegistry("u", "p"))
+        self.http = StubTreq(self.fakes)
+        self.holder = SnapshotHolder(make_config(ONE, TWO), self.clock.seconds)
+
+    def start(self, http=None):
+        checker = RegistryHealthChecker(self.holder, http or self.http, self.clock)
+        checker.startService()
+        self.addCleanup(checker.stopService)
+        self.flush()
+        return checker
+
+    def flush(self, seconds=0):
+        self.clock.advance(seconds)
+        self.http.flush()
+
+    def state(self, checker, registry):
+        return checker.registries[registry.name].state
+
+    def test_reachable(self):
+        """
+        New registries are checked at once; 200 and 401 both mean up.
+        """
+        checker = self.start()
+        self.assertEqual((self.state(checker, ONE), self.state(checker, TWO)), (UP, UP))
+        self.assertEqual(self.two.seen[0][:2], ("GET", "/v2/"))
+        self.assertEqual(self.two.seen[0][2], "")
+
+    def test_threshold_and_transitions(self):
+        """
+        A registry goes down after failureThreshold failed checks in a row,
+        with a log line saying from what to what and why; the down set
+        reaches the snapshot.
+        """
+        checker = self.start()
+        self.one.status = 503
+        with capturedLogs() as events:
+            self.flush(10)
+            self.flush(10)
+            self.assertEqual(self.state(checker, ONE), UP)
+            self.assertEqual(self.holder.current.down, frozenset())
+            self.flush(10)
+        self.assertEqual(self.state(checker, ONE), DOWN)
+        self.assertEqual(self.holder.current.down, frozenset([ONE.name]))
+        [event] = [e for e in events if "registry" in e and e.get("state")]
+        self.assertEqual((event["registry"], event["previous"], event["state"], event["reason"]),
+                         (ONE.name, UP, DOWN, "answered 503"))
+
+    def test_backoff_and_recovery(self):
+        """
+        A down registry is checked after 1, 2, 4, 8, 8 intervals; it is up
+        again after successThreshold good checks.
+        """
+        self.holder.publish(make_config(ONE, TWO, success_threshold=2))
+        checker = self.start()
+        self.one.status = 503
+        self.flush(10), self.flush(10), self.flush(10)
+        self.assertEqual(self.state(checker, ONE), DOWN)
+        checks = []
+        for wait in (10, 20, 40, 80, 80):
+            before = len(self.one.seen)
+            self.flush(wait - 1)
+            self.assertEqual(len(self.one.seen), before)
+            self.flush(1)
+            checks.append(len(self.one.seen) - before)
+        self.assertEqual(checks, [1, 1, 1, 1, 1])
+        self.one.status = None
+        self.flush(80)
+        self.assertEqual(self.state(checker, ONE), DOWN)
+        self.flush(10)
+        self.assertEqual(self.state(checker, ONE), UP)
+        self.assertEqual(self.holder.current.down, frozenset())
+
+    def test_timeout(self):
+        """
+        A registry that never answers fails its check after the timeout.
+        """
+        self.holder.publish(make_config(ONE, failure_threshold=1))
+        checker = self.start(http=_Silent())
+        self.clock.advance(1.9)
+        self.assertEqual(self.state(checker, ONE), UNKNOWN)
+        self.clock.advance(0.1)
+        self.assertEqual(self.state(checker, ONE), DOWN)
+        self.assertEqual(checker.registries[ONE.name].reason, "no answer within 2s")
+
+    def test_retry_after(self):
+        """
+        429 is reachable; the next check waits for Retry-After.
+        """
+        self.one.status = 429
+        self.one.status_headers = {"retry-after": "45"}
+        checker = self.start()
+        self.assertEqual(self.state(checker, ONE), UP)
+        before = len(self.one.seen)
+        self.flush(44)
+        self.assertEqual(len(self.one.seen), before)
+        self.flush(1)
+        self.assertEqual(len(self.one.seen), before + 1)
+
+    def test_passive(self):
+        """
+        A lookup or pull that could not reach a registry marks it down at
+        once; it is checked again after one interval.
+        """
+        checker = self.start()
+        checker.report_unreachable(TWO.name, "ConnectionRefusedError: refused")
+        self.assertEqual(self.state(checker, TWO), DOWN)
+        self.assertEqual(self.holder.current.down, frozenset([TWO.name]))
+        self.flush(10)
+        self.assertEqual(self.state(checker, TWO), UP)
+
+    def test_follows_config(self):
+        """
+        Registries added by a reload are checked (unknown until then);
+        removed ones are not checked any more and leave the down set.
+        """
+        checker = self.start()
+        checker.report_unreachable(TWO.name, "refused")
+        three = registry_config("https://three.example", priority=100)
+        self.fakes.add("three.example", FakeRegistry())
+        self.holder.publish(make_config(ONE, three))
+        self.assertEqual(self.holder.current.down, frozenset())
+        self.assertNotIn(TWO.name, checker.registries)
+        self.assertEqual(self.state(checker, three), UNKNOWN)
+        seen = len(self.two.seen)
+        self.flush(100)
+        self.assertEqual(self.state(checker, three), UP)
+        self.assertEqual(len(self.two.seen), seen)
+
+    def test_stop(self):
+        """
+        A stopped checker checks nothing.
+        """
+        checker = self.start()
+        checker.stopService()
+        seen = len(self.one.seen)
+        self.flush(100)
+        self.assertEqual(len(self.one.seen), seen)

@@ -1,0 +1,3 @@
+"""
+Tests of what a hostile registry, user or config can reach.
+"""

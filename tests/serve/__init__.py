@@ -1,0 +1,3 @@
+"""
+Tests of the request path on gRPC worker threads (C{cri_shim.serve}).
+"""

@@ -1,0 +1,3 @@
+"""
+Tests of the config sync on the reactor (C{cri_shim.sync}).
+"""

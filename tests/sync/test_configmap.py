@@ -1,0 +1,358 @@
+"""
+Tests for L{cri_shim.sync.configmap}: the ConfigMap sync against a fake API
+server that follows the real API's contract (L{cri_shim.testing.FakeAPIServer}
+over StubTreq), on a fake clock, writing a real file.
+"""
+
+import errno
+import os
+import shutil
+import stat
+import tempfile
+
+from treq.testing import StubTreq
+from twisted.internet.defer import Deferred
+from twisted.internet.task import Clock
+from twisted.logger import LogLevel, capturedLogs
+from twisted.trial.unittest import SynchronousTestCase
+
+from cri_shim.model import schema
+from cri_shim.sync.atomic import write_atomically
+from cri_shim.sync.configmap import MAX_BACKOFF, ConfigMapPoller
+from cri_shim.sync.reloader import ConfigReloader
+from cri_shim.snapshot import SnapshotHolder
+from cri_shim.testing import FakeAPIServer
+
+LOCAL = b"""# node config
+shim: /run/shim.sock
+address: http://sealos.hub:5000
+auth: admin:local-pw
+reloadInterval: 10s
+sync: legacy-key
+"""
+
+CLUSTER = """
+sealos:
+  address: http://sealos.hub:5000
+  auth: {username: admin, password: "cluster:pw"}
+registries:
+  - address: https://mirror.example
+    auth: {username: m, password: m-pw}
+    priority: 700
+"""
+
+
+class FakeCluster:
+    server = "https://10.96.0.1:443"
+    source = "in-cluster service account"
+    identity = "service account kube-system/image-cri-shim"
+
+    def __init__(self, token):
+        self.token = token
+
+    def headers(self):
+        return {"Authorization": ["Bearer " + self.token]}
+
+
+class _SilentHTTP:
+    def get(self, url, **kwargs):
+        return Deferred()
+
+
+class PollerTestMixin:
+    def setUp(self):
+        folder = tempfile.mkdtemp(prefix="ics-", dir="/tmp")
+        self.addCleanup(shutil.rmtree, folder, True)
+        self.folder = folder
+        self.path = os.path.join(folder, "image-cri-shim.yaml")
+        with open(self.path, "wb") as f:
+            f.write(LOCAL)
+        self.clock = Clock()
+        self.holder = SnapshotHolder(schema.load(LOCAL)[0], self.clock.seconds)
+        self.api = FakeAPIServer()
+        self.http = StubTreq(self.api)
+        self.cluster = FakeCluster(self.api.token)
+        self.discovered = 0
+
+    def discover(self):
+        self.discovered += 1
+        return self.cluster, []
+
+    def start(self, http=None, write=write_atomically):
+        self.reloader = ConfigReloader(self.path, self.holder, self.clock, LOCAL,
+                                       handle_sighup=False)
+        self.poller = ConfigMapPoller(self.path, self.holder, self.reloader, self.clock,
+                                      self.discover, lambda cluster: http or self.http,
+                                      write=write)
+        self.poller.startService()
+        self.addCleanup(self.poller.stopService)
+        self.http.flush()
+
+    def tick(self, seconds=10):
+        self.clock.advance(seconds)
+        self.http.flush()
+
+    def local(self):
+        with open(self.path, "rb") as f:
+            return f.read()
+
+    def offline_password(self):
+        return self.holder.current.config.offline.credentials.password.reveal()
+
+
+class SyncTests(PollerTestMixin, SynchronousTestCase):
+    def test_merged_written_applied(self):
+        """
+        The ConfigMap is merged into the file (atomically, mode 0600,
+        unknown keys kept) and applied at once, without waiting for the
+        file reload's own tick.
+        """
+        self.api.set_configmap("kube-system", "image-cri-shim", {"registries.yaml": CLUSTER})
+        self.start()
+        self.assertEqual(self.offline_password(), "cluster:pw")
+        self.assertEqual([(r.name, r.priority) for r in self.holder.current.config.registries],
+                         [("sealos.hub:5000", 1000), ("mirror.example", 700)])
+        self.assertEqual(stat.S_IMODE(os.stat(self.path).st_mode), 0o600)
+        text = self.local()
+        self.assertIn(b"sync: legacy-key", text)
+        self.assertEqual(sorted(os.listdir(self.folder)), ["image-cri-shim.yaml"])
+
+    def test_first_poll_does_not_block(self):
+        """
+        Starting the poller returns at once even when the API server never
+        answers; the running config is the local file's.
+        """
+        self.start(http=_SilentHTTP())
+        self.assertEqual(self.offline_password(), "local-pw")
+
+    def test_change_followed(self):
+        """
+        A changed ConfigMap is applied at the next poll.
+        """
+        self.api.set_configmap("kube-system", "image-cri-shim", {"registries.yaml": CLUSTER})
+        self.start()
+        self.api.set_configmap("kube-system", "image-cri-shim", {
+            "registries.yaml": CLUSTER.replace("cluster:pw", "rotated")})
+        self.tick()
+        self.assertEqual(self.offline_password(), "rotated")
+
+    def test_unchanged_not_rewritten(self):
+        """
+        An unchanged ConfigMap (same resourceVersion) and file are not merged
+        or written again.
+        """
+        self.api.set_configmap("kube-system", "image-cri-shim", {"registries.yaml": CLUSTER})
+        self.start()
+        before = os.stat(self.path)
+        published = self.holder.current.generation
+        self.tick()
+        self.tick()
+        after = os.stat(self.path)
+        self.assertEqual((before.st_ino, before.st_mtime_ns), (after.st_ino, after.st_mtime_ns))
+        self.assertEqual(self.holder.current.generation, published)
+
+    def test_hand_edit_of_managed_key_merged_again(self):
+        """
+        A hand edit of a key the ConfigMap sets is merged over at the next
+        poll (the ConfigMap is the source of truth for what it sets).
+        """
+        self.api.set_configmap("kube-system", "image-cri-shim", {"registries.yaml": CLUSTER})
+        self.start()
+        with open(self.path, "ab") as f:
+            f.write(b"auth: admin:hand-edit\n")
+        self.tick()
+        self.assertEqual(self.offline_password(), "cluster:pw")
+
+    def test_no_change_keeps_file_bytes(self):
+        """
+        A ConfigMap that changes nothing leaves the file byte for byte.
+        """
+        self.api.set_configmap("kube-system", "image-cri-shim", {
+            "registries.yaml": "sealos: {address: http://sealos.hub:5000}\n"})
+        self.start()
+        self.assertEqual(self.local(), LOCAL)
+
+    def test_settings_from_config(self):
+        """
+        Namespace, name and key come from C{configMap:}.
+        """
+        local = LOCAL + b"configMap: {namespace: ops, name: shim, key: cfg.yaml}\n"
+        with open(self.path, "wb") as f:
+            f.write(local)
+        self.holder.publish(schema.load(local)[0])
+        self.api.set_configmap("ops", "shim", {"cfg.yaml": CLUSTER})
+        self.start()
+        self.assertEqual(self.offline_password(), "cluster:pw")
+
+    def test_disabled(self):
+        """
+        C{configMap.enabled: false} asks nothing.
+        """
+        local = LOCAL + b"configMap: {enabled: false}\n"
+        self.holder.publish(schema.load(local)[0])
+        self.start()
+        self.tick()
+        self.assertEqual((self.api.requests, self.discovered), (0, 0))
+
+
+class FailureTests(PollerTestMixin, SynchronousTestCase):
+    def events(self, run, level=None):
+        with capturedLogs() as events:
+            run()
+        return [e for e in events if level is None or e["log_level"] == level]
+
+    def test_not_found(self):
+        """
+        No ConfigMap: the file stays byte for byte, one info line.
+        """
+        events = self.events(lambda: (self.start(), self.tick(), self.tick()))
+        self.assertEqual(self.local(), LOCAL)
+        notes = [e for e in events if "not found" in e["log_format"]]
+        self.assertEqual(len(notes), 1)
+        self.assertEqual(notes[0]["log_level"], LogLevel.info)
+
+    def test_no_cluster(self):
+        """
+        No cluster: one info line, local-only mode, discovery retried
+        quietly (a node may join a cluster later).
+        """
+        self.cluster = None
+        events = self.events(lambda: (self.start(), self.tick(), self.tick()))
+        self.assertEqual([e["log_level"] for e in events], [LogLevel.info])
+        self.assertEqual(self.discovered, 3)
+
+    def test_forbidden(self):
+        """
+        403: one error naming the identity and the ConfigMap, with the API
+        server's own words.
+        """
+        self.api.forbidden = True
+        self.api.set_configmap("kube-system", "image-cri-shim", {"registries.yaml": CLUSTER})
+        events = self.events(lambda: (self.start(), self.tick(), self.tick()),
+                             LogLevel.error)
+        [event] = events
+        self.assertEqual(event["identity"], "service account kube-system/image-cri-shim")
+        self.assertEqual(event["where"], "kube-system/image-cri-shim")
+        self.assertIn("system:node:worker-1", event["detail"])
+        self.assertEqual(self.offline_password(), "local-pw")
+
+    def test_unauthorized(self):
+        """
+        401 (a wrong or expired token) is reported the same way.
+        """
+        self.cluster = FakeCluster("stale-token")
+        events = self.events(lambda: (self.start(), self.tick()), LogLevel.error)
+        self.assertEqual([e["code"] for e in events], [401])
+        self.assertNotIn("stale-token", repr(events))
+
+    def test_outage_backoff(self):
+        """
+        5xx: retried with exponential backoff from reloadInterval, capped,
+        logged once per outage; back to the interval when it recovers.
+        """
+        self.api.status = 503
+        events = self.events(lambda: self.start(), LogLevel.warn)
+        self.assertEqual(len(events), 1)
+        requests = [self.api.requests]
+        for wait in (20, 40, 80, 160, MAX_BACKOFF, MAX_BACKOFF):
+            self.tick(wait - 0.5)
+            self.assertEqual(self.api.requests, requests[-1])
+            self.tick(0.5)
+            requests.append(self.api.requests)
+        self.assertEqual(requests, [1, 2, 3, 4, 5, 6, 7])
+        self.api.status = None
+        self.api.set_configmap("kube-system", "image-cri-shim", {"registries.yaml": CLUSTER})
+        self.tick(MAX_BACKOFF)
+        self.assertEqual(self.offline_password(), "cluster:pw")
+        self.tick(10)
+        self.assertEqual(self.api.requests, 9)
+
+    def test_timeout(self):
+        """
+        A request that never answers is abandoned and counts as an outage.
+        """
+        self.start(http=_SilentHTTP())
+        events = self.events(lambda: self.tick(10), LogLevel.warn)
+        self.assertEqual(events[0]["reason"], "no answer within 10s")
+
+    def test_invalid_content_keeps_last_good(self):
+        """
+        A ConfigMap that would make the config invalid is not written or
+        applied; one error names the key; a fixed one applies.
+        """
+        bad = CLUSTER.replace("priority: 700", "priority: high")
+        self.api.set_configmap("kube-system", "image-cri-shim", {"registries.yaml": bad})
+        events = self.events(lambda: (self.start(), self.tick(), self.tick()), LogLevel.error)
+        self.assertEqual(len(events), 1)
+        self.assertIn("registries[0].priority", events[0]["problems"])
+        self.assertEqual(self.local(), LOCAL)
+        self.api.set_configmap("kube-system", "image-cri-shim", {"registries.yaml": CLUSTER})
+        self.tick()
+        self.assertEqual(self.offline_password(), "cluster:pw")
+
+    def test_garbage(self):
+        """
+        An answer that is not a ConfigMap keeps the last good config.
+        """
+        self.api.body = b"<html>proxy error</html>"
+        events = self.events(lambda: self.start(), LogLevel.warn)
+        self.assertIn("not ConfigMap", events[0]["log_format"])
+        self.assertEqual(self.local(), LOCAL)
+
+    def test_wrong_object(self):
+        """
+        A ConfigMap of another name (an API server that lies) is refused.
+        """
+        self.api.body = (b'{"kind": "ConfigMap", "metadata": {"name": "other"}, '
+                         b'"data": {"registries.yaml": "sealos: {address: http://evil.example}"}}')
+        self.start()
+        self.assertEqual(self.local(), LOCAL)
+
+    def test_missing_key(self):
+        """
+        A ConfigMap without the key changes nothing.
+        """
+        self.api.set_configmap("kube-system", "image-cri-shim", {"other.yaml": CLUSTER})
+        self.start()
+        self.assertEqual(self.local(), LOCAL)
+
+    def test_unwritable(self):
+        """
+        When the file cannot be written (disk full), it stays intact, the
+        error is logged once, the running config is unchanged, and the
+        write is retried at the next poll.
+        """
+        self.api.set_configmap("kube-system", "image-cri-shim", {"registries.yaml": CLUSTER})
+        attempts = []
+
+        def full(path, data, mode):
+            attempts.append(path)
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+        events = self.events(lambda: (self.start(write=full), self.tick()), LogLevel.error)
+        self.assertEqual(len(events), 1)
+        self.assertEqual(events[0]["reason"], "No space left on device")
+        self.assertEqual(attempts, [self.path, self.path])
+        self.assertEqual(self.local(), LOCAL)
+        self.assertEqual(self.offline_password(), "local-pw")
+
+    def test_rejected_stays_rejected(self):
+        """
+        A refused ConfigMap is never reported in sync afterwards; its error
+        is told once.
+        """
+        bad = CLUSTER.replace("priority: 700", "priority: high")
+        self.api.set_configmap("kube-system", "image-cri-shim", {"registries.yaml": bad})
+        events = self.events(lambda: (self.start(), self.tick(), self.tick()))
+        self.assertFalse([e for e in events if "in sync" in e["log_format"]])
+        self.assertEqual(self.poller.condition, "invalid")
+
+    def test_empty_local_file_not_merged(self):
+        """
+        An empty local file (caught mid-write) is not merged into.
+        """
+        with open(self.path, "wb"):
+            pass
+        self.api.set_configmap("kube-system", "image-cri-shim", {"registries.yaml": CLUSTER})
+        self.start()
+        self.assertEqual(self.local(), b"")

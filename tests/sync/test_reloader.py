@@ -1,0 +1,163 @@
+"""
+Tests for L{cri_shim.sync.reloader}: the config file re-read on a fake clock and
+on SIGHUP, bad content kept out, restart-only settings held back.
+"""
+
+import os
+import shutil
+import signal
+import tempfile
+
+from twisted.internet.task import Clock
+from twisted.logger import LogLevel, capturedLogs
+from twisted.trial.unittest import SynchronousTestCase
+
+from cri_shim.model import config, schema
+from cri_shim.sync.reloader import ConfigReloader
+from cri_shim.snapshot import SnapshotHolder
+
+GOOD = b"address: http://sealos.hub:5000\nauth: admin:one\nreloadInterval: 10s\nforce: true\n"
+
+
+class _Reactor(Clock):
+    """
+    A clock whose callFromThread runs the call at once.
+    """
+
+    def callFromThread(self, f, *args, **kwargs):
+        f(*args, **kwargs)
+
+
+class ConfigReloaderTests(SynchronousTestCase):
+    def setUp(self):
+        folder = tempfile.mkdtemp(prefix="ics-", dir="/tmp")
+        self.addCleanup(shutil.rmtree, folder, True)
+        self.path = os.path.join(folder, "shim.yaml")
+        self.write(GOOD)
+        self.reactor = _Reactor()
+        self.holder = SnapshotHolder(schema.load(GOOD)[0], self.reactor.seconds)
+        self.published = []
+        self.holder.subscribe(self.published.append)
+
+    def start(self, handle_sighup=False):
+        reloader = ConfigReloader(self.path, self.holder, self.reactor, GOOD,
+                                  handle_sighup=handle_sighup)
+        reloader.startService()
+        self.addCleanup(reloader.stopService)
+        return reloader
+
+    def write(self, text):
+        with open(self.path, "wb") as f:
+            f.write(text)
+
+    def password(self):
+        return self.holder.current.config.offline.credentials.password.reveal()
+
+    def test_change_published(self):
+        """
+        A changed file is published at the next tick; an unchanged one is
+        not published again.
+        """
+        self.start()
+        self.reactor.advance(10)
+        self.assertEqual(self.published, [])
+        self.write(GOOD.replace(b"admin:one", b"admin:two"))
+        self.reactor.advance(10)
+        self.assertEqual(len(self.published), 1)
+        self.assertEqual(self.password(), "two")
+        self.reactor.advance(10)
+        self.assertEqual(len(self.published), 1)
+
+    def test_bad_content_kept_out_and_told_once(self):
+        """
+        Invalid content is not applied; the error names the key and is
+        logged once per distinct content; good content later is applied.
+        """
+        self.start()
+        with capturedLogs() as events:
+            self.write(GOOD + b"timeout: soon\n")
+            self.reactor.pump([10, 10, 10])
+            self.write(b"registries: [")
+            self.reactor.advance(10)
+        errors = [e for e in events if e["log_level"] == LogLevel.error]
+        self.assertEqual(len(errors), 2)
+        self.assertIn("timeout:", errors[0]["problems"])
+        self.assertIn("invalid YAML", errors[1]["problems"])
+        self.assertEqual(self.published, [])
+        self.assertEqual(self.password(), "one")
+        self.write(GOOD.replace(b"admin:one", b"admin:three"))
+        self.reactor.advance(10)
+        self.assertEqual(self.password(), "three")
+
+    def test_no_secret_in_error(self):
+        """
+        A YAML error on a line holding a password does not quote it.
+        """
+        self.start()
+        with capturedLogs() as events:
+            self.write(b"auth: admin:s3cret-pass\n  bad: [indent\n")
+            self.reactor.advance(10)
+        [error] = [e for e in events if e["log_level"] == LogLevel.error]
+        self.assertNotIn("s3cret-pass", error["problems"])
+
+    def test_unreadable(self):
+        """
+        A file that cannot be read keeps the running config.
+        """
+        self.start()
+        os.unlink(self.path)
+        with capturedLogs() as events:
+            self.reactor.pump([10, 10])
+        self.assertEqual(len([e for e in events if e["log_level"] == LogLevel.error]), 1)
+        self.assertEqual(self.password(), "one")
+
+    def test_interval_followed(self):
+        """
+        A new reloadInterval applies to the reload itself.
+        """
+        self.start()
+        self.write(GOOD.replace(b"reloadInterval: 10s", b"reloadInterval: 2s"))
+        self.reactor.advance(10)
+        self.write(GOOD.replace(b"admin:one", b"admin:four").replace(
+            b"reloadInterval: 10s", b"reloadInterval: 2s"))
+        self.reactor.advance(2)
+        self.assertEqual(self.password(), "four")
+
+    def test_restart_only(self):
+        """
+        Changes to shim, cri and force are reported as needing a restart and
+        held back; the rest of the change applies.
+        """
+        self.start()
+        with capturedLogs() as events:
+            self.write(GOOD.replace(b"force: true", b"force: false") +
+                       b"shim: /run/other.sock\ndebug: true\n")
+            self.reactor.advance(10)
+        current = self.holder.current.config
+        self.assertEqual((current.force, current.shim, current.debug),
+                         (True, config.DEFAULT_SHIM_SOCKET, True))
+        [warning] = [e for e in events if e["log_level"] == LogLevel.warn]
+        self.assertEqual(warning["keys"], "shim, force")
+
+    def test_sighup(self):
+        """
+        SIGHUP reloads at once; stopping restores the previous handler.
+        """
+        previous = signal.getsignal(signal.SIGHUP)
+        reloader = self.start(handle_sighup=True)
+        self.write(GOOD.replace(b"admin:one", b"admin:hup"))
+        os.kill(os.getpid(), signal.SIGHUP)
+        self.assertEqual(self.password(), "hup")
+        reloader.stopService()
+        self.assertEqual(signal.getsignal(signal.SIGHUP), previous)
+
+    def test_empty_file_kept_out(self):
+        """
+        An empty file (an editor caught mid-write) does not replace the
+        running config with defaults.
+        """
+        self.start()
+        self.write(b"")
+        self.reactor.advance(10)
+        self.assertEqual(self.published, [])
+        self.assertEqual(self.password(), "one")
