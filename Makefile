@@ -8,6 +8,10 @@
 #   make bench   as root: set up, then measure the shim against containerd itself and a
 #                minimal Python proxy; prints the table, writes bench/results.md
 #                (BENCH_SOAK=600 for the 10-minute soak; BENCH_ARGS for bench/run.py)
+#   make mutate  mutation testing (mutmut; long, not in CI): each module of the pure model and
+#                the request path mutated against the tests its test-case-name line names,
+#                niced, one worker; prints each score, keeps state, log and survivors in
+#                .mutmut/ (a second run resumes; MUTATE=cri_shim/model/rewrite.py for one)
 
 PYTHON ?= python3
 VENV := .venv
@@ -15,7 +19,7 @@ PY := $(VENV)/bin/python
 APT_PACKAGES := containerd docker-registry apache2-utils protobuf-compiler
 TEST_DEPS := hypothesis prometheus_client
 
-.PHONY: setup test demo system-packages protos clean deb deb-test bench
+.PHONY: setup test demo system-packages protos clean deb deb-test bench mutate
 
 setup: system-packages $(VENV)/.installed
 
@@ -59,5 +63,31 @@ BENCH_ARGS ?=
 bench: setup
 	GRPC_VERBOSITY=ERROR $(PY) bench/run.py --soak $(BENCH_SOAK) $(BENCH_ARGS)
 
+MUTMUT := mutmut==2.5.1
+MUTATE ?= $(addprefix cri_shim/model/,rewrite.py reference.py reader.py schema.py merge.py config.py duration.py) \
+	$(addprefix cri_shim/serve/,image_service.py passthrough.py upstream.py grpc_server.py methods.py bridge.py)
+# A mutant counts as caught when its tests fail or run 10 times longer than unmutated.
+MUTATE_SCORE := import sqlite3, sys; \
+	n = dict(sqlite3.connect(sys.argv[1]).execute("select status, count(*) from Mutant group by status")); \
+	caught = n.get("ok_killed", 0) + n.get("ok_suspicious", 0) + n.get("bad_timeout", 0); \
+	total = sum(n.values()) - n.get("skipped", 0); \
+	print("{}: {}/{} caught ({:.1f}%), {} survived, {} untested".format(sys.argv[2], caught, total, \
+	      100.0 * caught / max(total, 1), n.get("bad_survived", 0), n.get("untested", 0)))
+
+mutate: setup
+	$(PY) -m pip install -q $(MUTMUT)
+	@mkdir -p .mutmut
+	@for m in $(MUTATE); do \
+	  state=.mutmut/$$(basename $$(dirname $$m)).$$(basename $$m .py); \
+	  if [ -f $$state.sqlite ]; then cp $$state.sqlite .mutmut-cache; else rm -f .mutmut-cache; fi; \
+	  GRPC_VERBOSITY=ERROR GRPC_ENABLE_FORK_SUPPORT=false nice -n 19 $(VENV)/bin/mutmut run \
+	    --paths-to-mutate $$m --tests-dir tests/$$(basename $$(dirname $$m)) --simple-output --no-progress \
+	    --runner "$(abspath $(PY)) -m twisted.trial --temp-directory=/tmp/ics-mutate --testmodule=$$m" \
+	    >$$state.log 2>&1; \
+	  for id in $$($(VENV)/bin/mutmut result-ids survived); do $(VENV)/bin/mutmut show $$id; done >$$state.survivors; \
+	  mv .mutmut-cache $$state.sqlite; \
+	  $(PY) -c '$(MUTATE_SCORE)' $$state.sqlite $$m; \
+	done
+
 clean:
-	rm -rf $(VENV) build dist *.egg-info cri_shim/_proto _trial_temp twisted/plugins/dropin.cache
+	rm -rf $(VENV) build dist *.egg-info cri_shim/_proto _trial_temp twisted/plugins/dropin.cache .mutmut .mutmut-cache
