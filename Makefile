@@ -11,7 +11,8 @@
 #   make mutate  mutation testing (mutmut; long, not in CI): each module of the pure model and
 #                the request path mutated against the tests its test-case-name line names,
 #                niced, one worker; prints each score, keeps state, log and survivors in
-#                .mutmut/ (a second run resumes; MUTATE=cri_shim/model/rewrite.py for one)
+#                .mutmut/ (MUTATE=cri_shim/model/rewrite.py for one module; SURVIVORS=1
+#                re-runs only the last run's survivors, e.g. after adding tests)
 
 PYTHON ?= python3
 VENV := .venv
@@ -80,10 +81,13 @@ mutate: setup
 	@for m in $(MUTATE); do \
 	  state=.mutmut/$$(basename $$(dirname $$m)).$$(basename $$m .py); \
 	  if [ -f $$state.sqlite ]; then cp $$state.sqlite .mutmut-cache; else rm -f .mutmut-cache; fi; \
-	  GRPC_VERBOSITY=ERROR GRPC_ENABLE_FORK_SUPPORT=false nice -n 19 $(VENV)/bin/mutmut run \
-	    --paths-to-mutate $$m --tests-dir tests/$$(basename $$(dirname $$m)) --simple-output --no-progress \
-	    --runner "$(abspath $(PY)) -m twisted.trial --temp-directory=/tmp/ics-mutate --testmodule=$$m" \
-	    >$$state.log 2>&1; \
+	  ids=$(if $(SURVIVORS),$$($(VENV)/bin/mutmut result-ids survived),all); \
+	  for id in $$ids; do \
+	    GRPC_VERBOSITY=ERROR GRPC_ENABLE_FORK_SUPPORT=false nice -n 19 $(VENV)/bin/mutmut run \
+	      --paths-to-mutate $$m --tests-dir tests/$$(basename $$(dirname $$m)) --simple-output --no-progress \
+	      --runner "$(abspath $(PY)) -m twisted.trial --temp-directory=/tmp/ics-mutate --testmodule=$$m" \
+	      $$(test $$id = all || echo $$id); \
+	  done >$$state.log 2>&1; \
 	  for id in $$($(VENV)/bin/mutmut result-ids survived); do $(VENV)/bin/mutmut show $$id; done >$$state.survivors; \
 	  mv .mutmut-cache $$state.sqlite; \
 	  $(PY) -c '$(MUTATE_SCORE)' $$state.sqlite $$m; \

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.model.test_duration -*-
+# -*- test-case-name: tests.model.test_duration,tests.model.test_duration_edges -*-
 """
 Go duration strings (C{"15m"}, C{"1h30m"}, C{"500ms"}), as the sealos config
 files use them, to and from seconds.
