@@ -85,7 +85,7 @@ mutate: setup
 	  for id in $$ids; do \
 	    GRPC_VERBOSITY=ERROR GRPC_ENABLE_FORK_SUPPORT=false nice -n 19 $(VENV)/bin/mutmut run \
 	      --paths-to-mutate $$m --tests-dir tests/$$(basename $$(dirname $$m)) --simple-output --no-progress \
-	      --runner "$(abspath $(PY)) -m twisted.trial --temp-directory=/tmp/ics-mutate --testmodule=$$m" \
+	      --runner "$(abspath $(PY)) -m twisted.trial --temp-directory=$(abspath .mutmut/trial) --testmodule=$$m" \
 	      $$(test $$id = all || echo $$id); \
 	  done >$$state.log 2>&1; \
 	  for id in $$($(VENV)/bin/mutmut result-ids survived); do $(VENV)/bin/mutmut show $$id; done >$$state.survivors; \
