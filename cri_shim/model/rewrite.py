@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.model.test_rewrite -*-
+# -*- test-case-name: tests.model.test_rewrite,tests.model.test_rewrite_edges -*-
 """
 The rewrite decision, pure: which registries may hold an image, what the
 image is called there, and which credentials a pull may carry.
