@@ -267,6 +267,7 @@ class FakeRuntime:
 
     def _stream(self, path, raw, context):
         self._record(path, raw, context)
+        self._fail_if(path.rsplit("/", 1)[1], context)
         for item in self.stream_items:
             yield item
 

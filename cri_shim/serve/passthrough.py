@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.serve.test_image_service,tests.serve.test_grpc_server -*-
+# -*- test-case-name: tests.serve.test_image_service,tests.serve.test_grpc_server,tests.serve.test_passthrough_edges -*-
 """
 [worker threads] Relay every call the shim does not rewrite to the runtime,
 as raw bytes, by method path: RuntimeService, ImageService C{ListImages} and
