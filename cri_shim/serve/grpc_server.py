@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.serve.test_grpc_server -*-
+# -*- test-case-name: tests.serve.test_grpc_server,tests.serve.test_grpc_server_edges -*-
 """
 The gRPC server on the shim's UNIX socket, as a Twisted service.
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.serve.test_image_service,tests.serve.test_grpc_server -*-
+# -*- test-case-name: tests.serve.test_upstream,tests.serve.test_image_service,tests.serve.test_grpc_server,tests.serve.test_grpc_server_edges -*-
 """
 [worker threads] The runtime's gRPC channel, and the helpers every relayed
 call uses: the caller's deadline and metadata forwarded, the runtime's status
