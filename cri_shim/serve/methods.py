@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.serve.test_proto_wire,tests.serve.test_image_service -*-
+# -*- test-case-name: tests.serve.test_methods,tests.serve.test_proto_wire,tests.serve.test_image_service -*-
 """
 The CRI method table: which gRPC paths the shim rewrites, which it relays as
 unary calls, and the generated protobuf modules for each API version.
