@@ -193,7 +193,8 @@ class FakeRuntime:
     :ivar failures: method name or image name -> C{(grpc.StatusCode,
         details)} to fail with.
     :ivar calls: C{(path, raw request, time remaining, metadata)} tuples.
-    :ivar delays: method name -> seconds the runtime takes to answer it.
+    :ivar delays: method name, or image name for a pull, -> seconds the
+        runtime takes to answer it.
     :ivar arrived: a C{threading.Event} set when a call arrives.
     """
 
@@ -257,6 +258,8 @@ class FakeRuntime:
             return response.SerializeToString()
         if method == "PullImage":
             name = api.PullImageRequest.FromString(raw).image.image
+            if name in self.delays:
+                time.sleep(self.delays[name])
             self._fail_if(name, context)
             self.images[name] = "sha256:" + "%064x" % (len(self.images) + 1)
             return api.PullImageResponse(image_ref=self.images[name]).SerializeToString()

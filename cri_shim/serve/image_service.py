@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.serve.test_image_service -*-
+# -*- test-case-name: tests.serve.test_image_service,tests.serve.test_image_service_edges -*-
 """
 [worker threads] The ImageService calls the shim rewrites: C{PullImage},
 C{ImageStatus} and C{RemoveImage}, for one CRI API version.
