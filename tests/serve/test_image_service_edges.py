@@ -2,13 +2,16 @@
 Edge cases of L{cri_shim.serve.image_service} found by mutation testing (make
 mutate): the rewrites metric, the runtime's paths and default deadline, what
 kubelet is told when the shim fails or refuses, a runtime error on a pull
-that was not moved, and a registry found down during a pull.
+that was not moved, a registry found down during a pull, what is logged at
+which level, and which runtime errors mean a registry was unreachable.
 """
 
 import threading
 
+import attr
 import grpc
 from twisted.internet.defer import CancelledError
+from twisted.logger import LogLevel, capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
 from cri_shim.metrics import Metrics
@@ -183,3 +186,94 @@ class ImageServiceEdgeTests(ShimTestMixin, SynchronousTestCase):
         self.assertEqual([self.api.PullImageRequest.FromString(raw).image.image
                           for _, raw, _, _ in self.runtime_calls("PullImage")],
                          ["sealos.hub:5000/library/nginx:1", "mirror.example/library/nginx:1"])
+
+    def test_slow_pull_kept(self):
+        """
+        A pull that takes longer than the down-check interval, from a
+        registry nobody found down, is left to finish there.
+        """
+        self.holders["docker.io/library/nginx:1"] = ["sealos.hub:5000", "mirror.example"]
+        self.runtime.delays["sealos.hub:5000/library/nginx:1"] = (
+            image_service._DOWN_CHECK_INTERVAL * 1.5)
+        self.pull("nginx:1")
+        self.assertEqual(len(self.runtime_calls("PullImage")), 1)
+
+    def test_only_holder_found_down(self):
+        """
+        When the registry found down during the pull was the only one
+        holding the image, kubelet is told so, with UNAVAILABLE.
+        """
+        self.holders["docker.io/library/nginx:1"] = ["sealos.hub:5000"]
+        self.runtime.delays["sealos.hub:5000/library/nginx:1"] = 3.0
+        errors = []
+
+        def pull():
+            try:
+                self.pull("nginx:1")
+            except grpc.RpcError as error:
+                errors.append(error)
+
+        puller = threading.Thread(target=pull)
+        puller.start()
+        self.assertTrue(self.runtime.arrived.wait(10))
+        self.holder.publish_down({"sealos.hub:5000"})
+        puller.join(10)
+        self.assertEqual([(error.code(), error.details()) for error in errors],
+                         [(grpc.StatusCode.UNAVAILABLE,
+                           "registry sealos.hub:5000 was found down during the pull")])
+
+    def decisions_logged(self, events):
+        return [(event["log_level"], event["action"], event["original"], event["result"],
+                 event["registry"]) for event in events if "action" in event]
+
+    def test_logged(self):
+        """
+        Pulls are logged at info with their outcome; the local lookups of
+        ImageStatus and RemoveImage only with C{debug: true}, at debug.
+        """
+        self.holders["docker.io/library/nginx:1"] = ["sealos.hub:5000"]
+        with capturedLogs() as events:
+            self.pull("nginx:1")
+            self.pull("quay.io/a/b:1")
+            self.status("nginx:1")
+        self.holder.publish(attr.evolve(self.holder.current.config, debug=True))
+        self.runtime.images["quay.io/a/b:1"] = "sha256:" + "5" * 64
+        with capturedLogs() as debug_events:
+            self.status("quay.io/a/b:1")
+            self.status("quay.io/a/b:2")
+        self.assertEqual(self.decisions_logged(events), [
+            (LogLevel.info, "PullImage", "nginx:1", "sealos.hub:5000/library/nginx:1",
+             "sealos.hub:5000"),
+            (LogLevel.info, "PullImage", "quay.io/a/b:1", "quay.io/a/b:1", "-")])
+        self.assertEqual(formatEvent([e for e in events if "action" in e][0]),
+                         "PullImage nginx:1 -> sealos.hub:5000/library/nginx:1 "
+                         "(registry=sealos.hub:5000, cache_hit=False, source=probe)")
+        self.assertEqual(self.decisions_logged(debug_events), [
+            (LogLevel.debug, "ImageStatus", "quay.io/a/b:1", "quay.io/a/b:1", "-"),
+            (LogLevel.debug, "ImageStatus", "quay.io/a/b:2", "(not present)", "-")])
+
+
+class UnreachableTests(SynchronousTestCase):
+    """
+    Which runtime pull errors say the registry could not be reached.
+    """
+
+    def test_network_errors(self):
+        """
+        containerd's and CRI-O's wording of Go's network errors counts;
+        an answer from the registry does not.
+        """
+        reached = [
+            'dial tcp 10.0.0.1:5000: connect: connection refused',
+            'dial tcp 10.0.0.1:5000: connect: no route to host',
+            'dial tcp 10.0.0.1:5000: i/o timeout',
+            'read tcp 10.0.0.2:4000->10.0.0.1:5000: read: connection reset by peer',
+            'net/http: TLS handshake timeout',
+            'dial tcp 10.0.0.1:5000: connect: network is unreachable',
+            'dial tcp: lookup sealos.hub on 127.0.0.53:53: no such host',
+            'dial tcp: lookup sealos.hub on 127.0.0.53:53: server misbehaving',
+        ]
+        answered = ['manifest unknown', 'unexpected status: 401 Unauthorized']
+        self.assertEqual([image_service._unreachable("failed to pull: " + details)
+                          for details in reached + answered],
+                         [True] * len(reached) + [False] * len(answered))
