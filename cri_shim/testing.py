@@ -193,8 +193,7 @@ class FakeRuntime:
     :ivar failures: method name or image name -> C{(grpc.StatusCode,
         details)} to fail with.
     :ivar calls: C{(path, raw request, time remaining, metadata)} tuples.
-    :ivar delays: method name, or image name for a pull, -> seconds the
-        runtime takes to answer it.
+    :ivar delays: method name (image name for a pull) -> seconds to answer it.
     :ivar arrived: a C{threading.Event} set when a call arrives.
     """
 
@@ -258,8 +257,7 @@ class FakeRuntime:
             return response.SerializeToString()
         if method == "PullImage":
             name = api.PullImageRequest.FromString(raw).image.image
-            if name in self.delays:
-                time.sleep(self.delays[name])
+            time.sleep(self.delays.get(name, 0))
             self._fail_if(name, context)
             self.images[name] = "sha256:" + "%064x" % (len(self.images) + 1)
             return api.PullImageResponse(image_ref=self.images[name]).SerializeToString()
