@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.model.test_reference -*-
+# -*- test-case-name: tests.model.test_reference,tests.model.test_reference_edges -*-
 """
 Container image references: parsing, normalising and moving them to another
 registry.
