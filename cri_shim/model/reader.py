@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.model.test_config -*-
+# -*- test-case-name: tests.model.test_config,tests.model.test_reader_edges -*-
 """
 A validating reader of YAML documents: safe, size-capped parsing, and typed
 reads of a mapping's keys (matched case-insensitively, as the Go shim's JSON
