@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.model.test_merge -*-
+# -*- test-case-name: tests.model.test_merge,tests.model.test_merge_edges -*-
 """
 The cluster-wide settings (the ConfigMap's C{registries.yaml}, in the Go
 shim's schema) merged into the local config document.  Pure.
