@@ -10,6 +10,7 @@ import threading
 
 import grpc
 from twisted.internet import reactor
+from twisted.application.service import MultiService
 from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
@@ -66,6 +67,15 @@ class GrpcServerServiceEdgeTests(TestCase):
                                          upstream, reactor)
         self.channel = grpc.insecure_channel("unix:" + self.path, options=CHANNEL_OPTIONS)
         self.addCleanup(self.channel.close)
+
+    def test_named(self):
+        """
+        The service is found under the name C{grpc} in the application's
+        service tree.
+        """
+        root = MultiService()
+        self.service.setServiceParent(root)
+        self.assertIs(root.getServiceNamed("grpc"), self.service)
 
     def notifications(self):
         self.manager.setblocking(False)
