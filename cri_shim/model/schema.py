@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.model.test_config -*-
+# -*- test-case-name: tests.model.test_config,tests.model.test_schema_edges -*-
 """
 The config file's schema: sealos image-cri-shim YAML in, a frozen
 L{cri_shim.model.config.Config} out.

@@ -41,7 +41,8 @@ class ClaimSocketMessageTests(SynchronousTestCase):
         listener.listen(1)
         self.addCleanup(listener.close)
         self.assertEqual(
-            [str(self.assertRaises(SocketInUse, claim_socket, path)) for path in (regular, served)],
+            [str(self.assertRaises(SocketInUse, claim_socket, path))
+             for path in (regular, served)],
             ["{} exists and is not a socket; refusing to replace it".format(regular),
              "another server is already listening on {}; refusing to start (stop it, or set "
              "a different 'shim' socket)".format(served)])
