@@ -1,7 +1,8 @@
 """
 Edge cases of L{cri_shim.model.schema} found by mutation testing (make
 mutate): the sections read from the file, every problem reported when
-several entries are wrong, and what is said about keys that need an address.
+several entries are wrong, what is said about keys that need an address,
+and the limits of C{admin}, C{healthCheck} and C{configMap}.
 """
 
 from twisted.trial.unittest import SynchronousTestCase
@@ -33,13 +34,13 @@ class SectionTests(SynchronousTestCase):
         """
         cfg, notices = schema.load(b"""
 configMap: {enabled: false, namespace: ns, name: cm.x, key: k.yaml}
-healthCheck: {interval: 10s, timeout: 3s, failureThreshold: 2, successThreshold: 3}
+healthCheck: {interval: 7s, timeout: 3s, failureThreshold: 2, successThreshold: 3}
 allowUpstream: false
 admin: 127.0.0.1:9000
 """)
         self.assertEqual((cfg.configmap, cfg.health, cfg.allow_upstream, cfg.admin, notices),
                          (ConfigMapSource(False, "ns", "cm.x", "k.yaml"),
-                          HealthCheck(10.0, 3.0, 2, 3), False, "127.0.0.1:9000", []))
+                          HealthCheck(7.0, 3.0, 2, 3), False, "127.0.0.1:9000", []))
         self.assertEqual(problems(b"allowUpstream: x\n"),
                          ["allowUpstream: expected true or false, got 'x'"])
 
@@ -88,3 +89,66 @@ class RegistryEntriesTests(SynchronousTestCase):
             "registries[0].address: invalid registry address 'a_b:1': invalid host 'a_b:1'",
             "registries[1].address: invalid registry address 'ftp://x.io': unsupported scheme "
             "'ftp' (use http or https)"])
+
+
+class SectionLimitTests(SynchronousTestCase):
+    """
+    What C{admin}, C{healthCheck} and C{configMap} accept, and what they
+    say about the rest.
+    """
+
+    def test_admin(self):
+        """
+        C{admin} is a socket path, C{host:port} with a port from 1 to 65535,
+        or C{false} for none; one reachable from other hosts is warned about.
+        """
+        accepted = [(text, schema.load(b"admin: " + text)) for text in (
+            b"false", b"127.0.0.1:1", b"127.0.0.1:65535", b'"[::1]:9000"', b"localhost:9000",
+            b"0.0.0.0:9000")]
+        self.assertEqual([(text, cfg.admin, notices) for text, (cfg, notices) in accepted], [
+            (b"false", "", []),
+            (b"127.0.0.1:1", "127.0.0.1:1", []),
+            (b"127.0.0.1:65535", "127.0.0.1:65535", []),
+            (b'"[::1]:9000"', "[::1]:9000", []),
+            (b"localhost:9000", "localhost:9000", []),
+            (b"0.0.0.0:9000", "0.0.0.0:9000", [Notice(
+                "warn", "admin: 0.0.0.0:9000 is reachable from other hosts; metrics and "
+                "registry details are served without authentication")]),
+        ])
+        self.assertEqual([problems(b"admin: " + text) for text in (
+            b"1", b'""', b"127.0.0.1:0", b"127.0.0.1:65536", b"x:abc")], [
+            ["admin: expected a socket path, host:port or false, got 1"],
+            ["admin: expected a socket path, host:port or false, got ''"],
+            ["admin: expected an absolute socket path or host:port, got '127.0.0.1:0'"],
+            ["admin: expected an absolute socket path or host:port, got '127.0.0.1:65536'"],
+            ["admin: expected an absolute socket path or host:port, got 'x:abc'"]])
+
+    def test_health_check(self):
+        """
+        Thresholds run from 1 to 100, the interval from 100 ms; every
+        problem is named by its key.
+        """
+        cfg, _ = schema.load(b"healthCheck: {successThreshold: 100, interval: 0.5s}\n")
+        self.assertEqual((cfg.health.success_threshold, cfg.health.interval), (100, 0.5))
+        self.assertEqual(problems(b"healthCheck: 1\n"),
+                         ["healthCheck: expected a mapping, got a number"])
+        self.assertEqual(problems(b"healthCheck: {failureThreshold: 0, successThreshold: 101, "
+                                  b"interval: 50ms, timeout: x}\n"), [
+            "healthCheck.failureThreshold: must be between 1 and 100, got 0",
+            "healthCheck.successThreshold: must be between 1 and 100, got 101",
+            "healthCheck.interval: must be at least 100ms, got '50ms'",
+            "healthCheck.timeout: invalid duration 'x': expected a number followed by one of "
+            "ns, us, ms, s, m, h"])
+
+    def test_config_map(self):
+        """
+        Every problem of C{configMap} is named by its key.
+        """
+        self.assertEqual(problems(b"configMap: 1\n"),
+                         ["configMap: expected a mapping, got a number"])
+        self.assertEqual(problems(b'configMap: {enabled: x, namespace: Bad_NS, name: -x, '
+                                  b'key: "a b"}\n'), [
+            "configMap.enabled: expected true or false, got 'x'",
+            "configMap.namespace: 'Bad_NS' is not a valid namespace",
+            "configMap.name: '-x' is not a valid name",
+            "configMap.key: 'a b' is not a valid key"])
