@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.model.test_config -*-
+# -*- test-case-name: tests.model.test_config,tests.model.test_config_edges -*-
 """
 What a configuration is: the frozen L{Config} and its parts, the defaults,
 L{Secret} (a value that never shows itself), and two questions asked of a

@@ -21,6 +21,21 @@ from cri_shim.model.reference import (
 HEX = "0123456789abcdef" * 4
 
 
+def wrong_messages(case, error, function, opening, table):
+    """
+    :param table: C{(text, problem)} pairs: C{function(text)} must raise
+        C{error} saying C{opening} with the text quoted, then the problem.
+    :return: C{(message, expected)} for each message that differs.
+    """
+    wrong = []
+    for text, problem in table:
+        expected = "{} {!r}: {}".format(opening, text, problem)
+        message = str(case.assertRaises(error, function, text))
+        if message != expected:
+            wrong.append((message, expected))
+    return wrong
+
+
 class MessageTests(SynchronousTestCase):
     """
     The whole message of each kind of L{InvalidReference}: the reference
@@ -52,13 +67,8 @@ class MessageTests(SynchronousTestCase):
             ("dock..er/docker", "invalid domain 'dock..er'"),
             ("quay.io/" + "a" * 256, "repository name longer than 255 characters (256)"),
         ]
-        wrong = []
-        for text, problem in table:
-            expected = "invalid reference {!r}: {}".format(text, problem)
-            message = str(self.assertRaises(InvalidReference, parse, text))
-            if message != expected:
-                wrong.append((message, expected))
-        self.assertEqual(wrong, [])
+        self.assertEqual(
+            wrong_messages(self, InvalidReference, parse, "invalid reference", table), [])
 
     def test_moved(self):
         """
@@ -154,13 +164,8 @@ class RegistryAddressTests(SynchronousTestCase):
                   "fully qualified name or a port"),
             ("x.io/proX", "invalid prefix: repository name must be lowercase"),
         ]
-        wrong = []
-        for text, problem in table:
-            expected = "invalid registry address {!r}: {}".format(text, problem)
-            message = str(self.assertRaises(InvalidRegistryAddress, parse_registry_address, text))
-            if message != expected:
-                wrong.append((message, expected))
-        self.assertEqual(wrong, [])
+        self.assertEqual(wrong_messages(self, InvalidRegistryAddress, parse_registry_address,
+                                        "invalid registry address", table), [])
         self.assertEqual(
             str(self.assertRaises(InvalidRegistryAddress, parse_registry_address,
                                   "https://user:se@cret@x.io/p")),

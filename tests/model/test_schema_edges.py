@@ -123,6 +123,14 @@ class SectionLimitTests(SynchronousTestCase):
             ["admin: expected an absolute socket path or host:port, got '127.0.0.1:65536'"],
             ["admin: expected an absolute socket path or host:port, got 'x:abc'"]])
 
+    def test_not_a_mapping(self):
+        """
+        C{healthCheck} and C{configMap} must be mappings.
+        """
+        self.assertEqual([problems(name + b": 1\n") for name in (b"healthCheck", b"configMap")],
+                         [["healthCheck: expected a mapping, got a number"],
+                          ["configMap: expected a mapping, got a number"]])
+
     def test_health_check(self):
         """
         Thresholds run from 1 to 100, the interval from 100 ms; every
@@ -130,8 +138,6 @@ class SectionLimitTests(SynchronousTestCase):
         """
         cfg, _ = schema.load(b"healthCheck: {successThreshold: 100, interval: 0.5s}\n")
         self.assertEqual((cfg.health.success_threshold, cfg.health.interval), (100, 0.5))
-        self.assertEqual(problems(b"healthCheck: 1\n"),
-                         ["healthCheck: expected a mapping, got a number"])
         self.assertEqual(problems(b"healthCheck: {failureThreshold: 0, successThreshold: 101, "
                                   b"interval: 50ms, timeout: x}\n"), [
             "healthCheck.failureThreshold: must be between 1 and 100, got 0",
@@ -144,8 +150,6 @@ class SectionLimitTests(SynchronousTestCase):
         """
         Every problem of C{configMap} is named by its key.
         """
-        self.assertEqual(problems(b"configMap: 1\n"),
-                         ["configMap: expected a mapping, got a number"])
         self.assertEqual(problems(b'configMap: {enabled: x, namespace: Bad_NS, name: -x, '
                                   b'key: "a b"}\n'), [
             "configMap.enabled: expected true or false, got 'x'",
