@@ -454,14 +454,22 @@ class Registry(_Daemon):
             },
             "http": {"addr": self.host, "secret": os.urandom(16).hex()},
         }
-        if self.username is not None:
-            self._write_htpasswd()
-            config["auth"] = {
-                "htpasswd": {"realm": "sandbox", "path": self.htpasswd_path}
-            }
+        auth = self._auth_config()
+        if auth is not None:
+            config["auth"] = auth
         # JSON is YAML too, and quotes paths safely.
         with open(self.config_path, "w", encoding="utf-8") as f:
             json.dump(config, f, indent=2)
+
+    def _auth_config(self):
+        """
+        :return: the config's ``auth`` section (after writing the files it
+            names), or ``None`` for a registry without auth.
+        """
+        if self.username is None:
+            return None
+        self._write_htpasswd()
+        return {"htpasswd": {"realm": "sandbox", "path": self.htpasswd_path}}
 
     def _write_htpasswd(self):
         # distribution only accepts bcrypt entries; -i reads the password
@@ -795,13 +803,17 @@ class Sandbox:
     def __init__(self, registries=(None,)):
         """
         :param registries: one entry per registry: a ``(username, password)``
-            pair, or ``None`` for a registry without auth.
+            pair, ``None`` for a registry without auth, or a callable that
+            makes a :class:`Registry` from its directory (another kind, such
+            as ``dev.token_auth.TokenRegistry``).
         """
         self.directory = tempfile.mkdtemp(prefix="ics-", dir="/tmp")
         self.containerd = Containerd(os.path.join(self.directory, "c"))
         self.registries = [
-            Registry(os.path.join(self.directory, f"r{index}"), *(credentials or ()))
-            for index, credentials in enumerate(registries)
+            entry(os.path.join(self.directory, f"r{index}"))
+            if callable(entry)
+            else Registry(os.path.join(self.directory, f"r{index}"), *(entry or ()))
+            for index, entry in enumerate(registries)
         ]
 
     def start(self, timeout=START_TIMEOUT):

@@ -95,8 +95,9 @@ class ShimNode:
         client = node.client("runtime.v1")
 
     :param registries: the sandbox registries' C{(user, password)} pairs (or
-        C{None} for one without auth); the first is the offline (C{address:})
-        registry, the others the C{registries:} entries.
+        C{None} for one without auth, or a L{sandbox.Registry} factory: see
+        L{sandbox.Sandbox}); the first is the offline (C{address:}) registry,
+        the others the C{registries:} entries.
     :param environment: changes to the shim's environment (which is this
         process's otherwise, with C{HOME} in the sandbox and no cluster
         variables, so the machine's own kubeconfig is never found):
@@ -109,9 +110,11 @@ class ShimNode:
     """
 
     def __init__(self, registries=(ALICE, BOB), environment=None):
-        self.credentials = list(registries)
         self.environment = dict(environment or {})
         self.sandbox = sandbox.Sandbox(registries=registries)
+        self.credentials = [None if registry.username is None
+                            else (registry.username, registry.password)
+                            for registry in self.sandbox.registries]
         directory = self.sandbox.directory
         self.config_path = os.path.join(directory, "shim.yaml")
         self.socket = os.path.join(directory, "shim.sock")
