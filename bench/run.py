@@ -30,6 +30,7 @@ import os
 import shutil
 import signal
 import sys
+import tempfile
 import time
 
 os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
@@ -44,6 +45,13 @@ from targets import Node  # noqa: E402
 from workers import Workers  # noqa: E402
 
 PHASES = ("latency", "throughput", "coldpull", "hol", "soak", "failover")
+#: --quick: every phase, short (well under a minute), to check that the bench works; its
+#: figures mean little, and it writes beside the temporary files, not bench/results.md.
+QUICK = {"calls": 200, "warmup": 20, "round": 50, "tp_seconds": 1.0, "tp_rounds": 1,
+         "cold_pulls": 5, "hol_pulls": 8, "hol_rounds": 1, "hol_layer_kb": 256,
+         "hol_rate_kb": 256, "hol_idle_calls": 100, "failover_cycles": 1, "failover_after": 2,
+         "soak": 5.0, "soak_pull_tags": 10, "max_seconds": 300.0,
+         "out": os.path.join(tempfile.gettempdir(), "ics-bench-quick.md")}
 
 
 class Watchdog(BaseException):
@@ -92,6 +100,11 @@ def parse_args(argv):
                         "A/B a change against the same floor and containerd")
     p.add_argument("--max-seconds", type=float, default=None,
                    help="abort after this long (default: 900 + soak)")
+    p.add_argument("--quick", action="store_true",
+                   help="a short run of every phase, to check the bench works (options "
+                        "given beside it still count)")
+    if "--quick" in argv:
+        p.set_defaults(**QUICK)
     args = p.parse_args(argv)
     args.phases = set(args.phases.split(",")) | ({"profile"} if args.profile else set())
     unknown = args.phases - set(PHASES + ("profile",))
