@@ -8,6 +8,7 @@
 #   make bench   as root: set up, then measure the shim against containerd itself and a
 #                minimal Python proxy; prints the table, writes bench/results.md
 #                (BENCH_SOAK=600 for the 10-minute soak; BENCH_ARGS for bench/run.py)
+#   make bench-quick  as root: every bench phase, short (under a minute), to check it works
 
 PYTHON ?= python3
 VENV := .venv
@@ -15,7 +16,7 @@ PY := $(VENV)/bin/python
 APT_PACKAGES := containerd docker-registry apache2-utils protobuf-compiler
 TEST_DEPS := hypothesis prometheus_client
 
-.PHONY: setup test demo system-packages protos clean deb deb-test bench
+.PHONY: setup test demo system-packages protos clean deb deb-test bench bench-quick
 
 setup: system-packages $(VENV)/.installed
 
@@ -58,6 +59,9 @@ BENCH_SOAK ?= 60
 BENCH_ARGS ?=
 bench: setup
 	GRPC_VERBOSITY=ERROR $(PY) bench/run.py --soak $(BENCH_SOAK) $(BENCH_ARGS)
+
+bench-quick: setup
+	GRPC_VERBOSITY=ERROR $(PY) bench/run.py --quick $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info cri_shim/_proto _trial_temp twisted/plugins/dropin.cache

@@ -1,18 +1,24 @@
-# -*- test-case-name: tests.ops.test_admin -*-
+# -*- test-case-name: tests.ops.test_ctl, tests.ops.test_admin -*-
 """
 C{image-cri-shim-ctl}: ask a running shim, over its admin endpoint, why it
 rewrites an image the way it does, how its registries are, or to flush its
-cache or reload its config.  Standard library only.
+cache or reload its config.  Standard library only (nothing else of the shim
+either), so that it still answers when the shim's dependencies are broken.
 """
 
 import argparse
 import http.client
 import json
+import re
 import socket
 import sys
 from urllib.parse import quote
 
-from cri_shim.model import config as configuration, schema
+# The config's defaults (cri_shim.model.config), kept equal by the tests.
+DEFAULT_CONFIG_PATH = "/etc/image-cri-shim.yaml"
+DEFAULT_ADMIN_SOCKET = "/run/image-cri-shim/admin.sock"
+
+_ADMIN_LINE = re.compile(r"^admin:(?:[ \t]+(.*?))?[ \t]*$", re.MULTILINE)
 
 
 class _UnixConnection(http.client.HTTPConnection):
@@ -62,15 +68,31 @@ def ask(address, method, path, timeout=30.0):
 
 def admin_address(config_path):
     """
-    :return: the admin endpoint a config file names (the default one when
-        the file cannot be read or names none).
+    The admin endpoint a config file names, read from its top-level
+    C{admin:} line without a YAML parser: a plain or quoted scalar on that
+    line, then a comment.  The shim's schema accepts an absolute socket path
+    or C{host:port} there; anything else (none, C{false}, an unreadable file)
+    means the default.
+
+    :return: the socket path or C{host:port}.
     """
     try:
-        with open(config_path, "rb") as f:
-            loaded, _ = schema.load(f.read(configuration.MAX_CONFIG_BYTES + 1))
-    except (OSError, configuration.ConfigError):
-        return configuration.DEFAULT_ADMIN_SOCKET
-    return loaded.admin or configuration.DEFAULT_ADMIN_SOCKET
+        with open(config_path, encoding="utf-8", errors="replace") as f:
+            found = _ADMIN_LINE.findall(f.read())
+    except OSError:
+        return DEFAULT_ADMIN_SOCKET
+    value = found[-1].strip() if found else ""  # YAML keeps a key's last value
+    if value[:1] in ("'", '"'):
+        end = value.find(value[0], 1)
+        value = value[1:end].strip() if end > 0 else ""
+    else:
+        value = re.split(r"\s#", value, 1)[0].strip()
+    if value.startswith("/"):
+        return value
+    host, _, port = value.rpartition(":")
+    if host and port.isdigit() and 0 < int(port) < 65536:
+        return value
+    return DEFAULT_ADMIN_SOCKET
 
 
 def _explain(answer):
@@ -117,7 +139,7 @@ def main(argv=None):
         prog="image-cri-shim-ctl", description="Ask a running image-cri-shim.")
     parser.add_argument("--admin", help="the admin endpoint (socket path or host:port); "
                         "default: from --config")
-    parser.add_argument("--config", default=configuration.DEFAULT_CONFIG_PATH,
+    parser.add_argument("--config", default=DEFAULT_CONFIG_PATH,
                         help="the shim's config file, to find the admin endpoint")
     parser.add_argument("--json", action="store_true", help="print the raw JSON answer")
     commands = parser.add_subparsers(dest="command", required=True)

@@ -141,6 +141,10 @@ lintian_status=$?
 grep -v 'running with root privileges' "$work/lintian.log" | sed 's/^/  lintian: /'
 [ "$lintian_status" = 0 ] || fail "lintian reports errors"
 echo "  ok: lintian: no errors"
+check "lintian finds a manual page for every command" \
+  bash -c "! grep -q no-manual-page '$work/lintian.log'"
+check "the package holds man/man1/image-cri-shim-ctl.1.gz" \
+  bash -c "dpkg-deb -c '$deb' | grep -q ' ./usr/share/man/man1/image-cri-shim-ctl.1.gz$'"
 
 if [ "$mode" = build ]; then
   cp "$deb" "$outdir/"
