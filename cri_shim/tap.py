@@ -157,11 +157,11 @@ def makeService(options, reactor=None):
     health = RegistryHealthChecker(holder, registries_http, reactor, metrics)
     resolver = Resolver(prober, on_unreachable=health.report_unreachable)
     upstream = Upstream(cri)
-    resolve = cancellable_caller(reactor, resolver.resolve)
+    lookup = cancellable_caller(reactor, resolver.lookup)
     report_unreachable = partial(reactor.callFromThread, health.report_unreachable)
     rewriting = {}
     for package in methods.API:
-        rewriting.update(ImageService(package, upstream, holder, resolve, report_unreachable,
+        rewriting.update(ImageService(package, upstream, holder, lookup, report_unreachable,
                                       metrics).handlers())
     proxy = ProxyHandler(upstream, rewriting, lambda: holder.current.config.timeout, metrics)
 

@@ -4,7 +4,7 @@ L{dev.sandbox.Sandbox} (containerd and registries), the shim's config
 file, the shim itself as a C{twistd -n image-cri-shim} subprocess, and CRI
 clients on its socket and on containerd's.
 
-Blocking and standard library only (plus the shim's own client): use it from
+Blocking and standard library only (plus the shim's own clients, CRI and ctl): use it from
 C{SynchronousTestCase} methods or plain scripts, or from a C{TestCase} on
 the real reactor through C{deferToThread} (but start processes from the
 main thread: they die with the thread that started them).  Every wait is
@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 
+from cri_shim.ops import ctl
 from dev import sandbox
 from dev.cri_client import CRIClient
 from tests import secrets_guard
@@ -50,6 +51,8 @@ SHIM_STOP_TIMEOUT = 15.0
 #: Deadline of every CRI call a test makes.
 CALL_TIMEOUT = 30.0
 POLL_INTERVAL = 0.02
+#: How long L{ShimNode.serving} waits for the admin endpoint's answer.
+ANSWER_TIMEOUT = 1.0
 
 
 def skip_reason():
@@ -290,12 +293,17 @@ class ShimNode:
 
     def serving(self):
         """
-        :return: whether the shim's socket accepts connections now (does not
-            block).
+        :return: whether the shim serves now: its socket accepts connections
+            and its admin endpoint answers (blocks for at most
+            L{ANSWER_TIMEOUT}).
         """
         return self._serving()
 
     def _serving(self):
+        # twistd starts the services, which listen at once, before its
+        # reactor runs and installs its signal handlers: until then a
+        # SIGTERM ends the shim at once, without a clean stop.  The admin
+        # endpoint answering (the reactor's work) is the sign that it runs.
         if not os.path.exists(self.socket):
             return False
         with socket.socket(socket.AF_UNIX) as s:
@@ -303,6 +311,11 @@ class ShimNode:
                 s.connect(self.socket)
             except OSError:
                 return False
+        try:
+            ctl.ask(ctl.admin_address(self.config_path), "GET", "/healthz",
+                    timeout=ANSWER_TIMEOUT)
+        except ctl.AdminError:
+            return False
         return True
 
     def wait_shim(self, timeout=SHIM_STOP_TIMEOUT):

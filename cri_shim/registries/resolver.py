@@ -31,9 +31,23 @@ class Resolver:
         self.on_unreachable = on_unreachable
         self._inflight = {}
 
-    def resolve(self, snapshot, ref, exclude=frozenset()):
+    def resolve(self, snapshot, ref):
         """
-        Decide where C{ref} is pulled from.
+        Decide where C{ref} is pulled from: without asking anyone when
+        L{rewrite.decide_without_lookup} can, else by L{lookup}.
+
+        :return: a Deferred firing with a L{rewrite.Decision}, as L{lookup}'s.
+        """
+        decision = rewrite.decide_without_lookup(snapshot.config, ref)
+        if decision is not None:
+            return succeed(decision)
+        return self.lookup(snapshot, ref)
+
+    def lookup(self, snapshot, ref, exclude=frozenset()):
+        """
+        Ask the registries where C{ref} is pulled from.  The caller decided
+        already that they must be asked (L{rewrite.decide_without_lookup}
+        had no answer): a call's rewrite is decided once.
 
         :param snapshot: the L{cri_shim.snapshot.Snapshot} the request reads.
         :param ref: a parsed L{cri_shim.model.reference.Reference}.
@@ -43,9 +57,6 @@ class Resolver:
             Cancelling it stops waiting; when nobody waits for a lookup any
             more, its probes are cancelled too (kubelet gave up).
         """
-        decision = rewrite.decide_without_lookup(snapshot.config, ref)
-        if decision is not None:
-            return succeed(decision)
         key = (snapshot.generation, rewrite.cache_key(ref), frozenset(exclude))
         entry = self._inflight.get(key)
         new = entry is None

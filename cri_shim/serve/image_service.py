@@ -29,22 +29,24 @@ class ImageService:
     :param package: the CRI package, C{"runtime.v1"} or C{"runtime.v1alpha2"}.
     :param upstream: the L{cri_shim.serve.upstream.Upstream}.
     :param holder: the L{cri_shim.snapshot.SnapshotHolder}.
-    :param resolve: a blocking callable C{(context, snapshot, ref, exclude)}
-        returning a L{rewrite.Decision} (the thread bridge to the resolver,
-        cancelled with the call).
+    :param lookup: a blocking callable C{(context, snapshot, ref, exclude)}
+        asking the registries and returning a L{rewrite.Decision} (the thread
+        bridge to the resolver's lookup, cancelled with the call); called only
+        when L{rewrite.decide_without_lookup} has no answer, so that each
+        call's rewrite is decided once, here.
     :param report_unreachable: a callable C{(registry name, reason)}, safe to
         call from any thread, for pulls that could not reach a registry.
     """
 
     log = Logger()
 
-    def __init__(self, package, upstream, holder, resolve,
+    def __init__(self, package, upstream, holder, lookup,
                  report_unreachable=lambda name, reason: None, metrics=None):
         self._metrics = metrics or Metrics()
         self._api = methods.API[package]
         self._package = package
         self._holder = holder
-        self._resolve = resolve
+        self._lookup = lookup
         self._report_unreachable = report_unreachable
         self._status = upstream.unary(methods.path(package, "ImageService", "ImageStatus"))
         self._pull = upstream.unary(methods.path(package, "ImageService", "PullImage"))
@@ -152,7 +154,7 @@ class ImageService:
                     "PullImage {original} from {registry} failed ({code}: {details}); "
                     "trying the next registry", original=name, registry=registry,
                     code=abort.code.name, details=abort.details)
-                retry = self._resolve(context, snapshot, ref, frozenset(failed))
+                retry = self._lookup(context, snapshot, ref, frozenset(failed))
                 if not retry.moved:
                     raise
                 decision, cache_hit = retry, False
@@ -176,7 +178,7 @@ class ImageService:
         if cached is not None and (cached.registry is None or
                                    cached.registry.name not in snapshot.down):
             return cached, True
-        return self._resolve(context, snapshot, ref, frozenset()), False
+        return self._lookup(context, snapshot, ref, frozenset()), False
 
     def _refuse_upstream(self, snapshot, decision, name):
         """

@@ -32,6 +32,7 @@ import grpc
 from twisted.logger import Logger
 from twisted.trial import unittest
 
+from cri_shim.ops import ctl
 from tests.e2e_support import ALICE, BOB, CALL_TIMEOUT, ShimNode, skip_reason
 
 #: C{probeTimeout}, in seconds.
@@ -433,6 +434,28 @@ class PullFailoverTests(_FailoverTestsMixin, unittest.SynchronousTestCase):
         self.assertTrue(reason.startswith("pull failed: "), reason)
         self.assertTransitions(self.backup.host, [("unknown", "up")])
         self.assertCleanLog()
+
+    def test_failed_pull_drops_cached_rewrite(self):
+        """
+        When a pull fails on the only registry holding the image (here its
+        config blob is gone, while its manifest still answers the lookup),
+        the rewrite to it is no longer cached after the call: the next pull
+        looks the image up again instead of going back to it for the cache's
+        whole time-to-live.
+        """
+        self.node.start_sandbox()
+        image = self.primary.push_image("library/broken", "1", content=b"broken")
+        digest = image.config_digest.split(":", 1)[1]
+        os.remove(os.path.join(self.primary.directory, "data", "docker", "registry", "v2",
+                               "blobs", "sha256", digest[:2], digest, "data"))
+        self.start_shim()
+        with self.assertRaises(grpc.RpcError):
+            self.pull("broken:1")
+        log = self.node.shim_log()
+        self.assertRegex(log, r"PullImage broken:1 from {} failed".format(
+            re.escape(self.primary.host)))
+        explained = ctl.ask(self.node.admin, "GET", "/explain?image=broken:1")
+        self.assertIsNone(explained["cached"], log)
 
     def test_cached_registry_hangs_at_pull(self):
         """

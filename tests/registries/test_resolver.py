@@ -56,8 +56,11 @@ class ResolverTests(SynchronousTestCase):
         self.resolver = Resolver(self.prober)
         self.holder = SnapshotHolder(make_config(OFFLINE, MIRROR, BACKUP), self.clock.seconds)
 
-    def resolve(self, image, exclude=frozenset()):
-        return self.resolver.resolve(self.holder.current, reference.parse(image), exclude)
+    def resolve(self, image):
+        return self.resolver.resolve(self.holder.current, reference.parse(image))
+
+    def lookup(self, image, exclude=frozenset()):
+        return self.resolver.lookup(self.holder.current, reference.parse(image), exclude)
 
     def test_all_probed_at_once(self):
         """
@@ -183,7 +186,7 @@ class ResolverTests(SynchronousTestCase):
         """
         Excluded registries (a pull from them failed) are not asked.
         """
-        d = self.resolve("nginx:1", frozenset(["sealos.hub:5000"]))
+        d = self.lookup("nginx:1", frozenset(["sealos.hub:5000"]))
         self.assertEqual([name for name, _, _, _ in self.prober.calls],
                          ["mirror.example", "backup.example/proj"])
         self.prober.answer("mirror.example", True)
@@ -198,6 +201,18 @@ class ResolverTests(SynchronousTestCase):
         self.assertEqual((decision.target, decision.registry, decision.source),
                          (None, MIRROR, rewrite.CONFIGURED))
         self.assertEqual(self.prober.calls, [])
+
+    def test_lookup_does_not_decide_again(self):
+        """
+        L{Resolver.lookup} asks the registries without running
+        L{rewrite.decide_without_lookup} again: its caller decided already.
+        """
+        def decided_twice(config, ref):
+            raise AssertionError("decide_without_lookup called by the lookup")
+        self.patch(rewrite, "decide_without_lookup", decided_twice)
+        d = self.lookup("nginx:1")
+        self.prober.answer("sealos.hub:5000", True)
+        self.assertEqual(self.successResultOf(d).registry, OFFLINE)
 
     def test_no_registries(self):
         """
@@ -305,15 +320,18 @@ class LifetimeTests(SynchronousTestCase):
         self.resolver = Resolver(self.prober)
         self.holder = SnapshotHolder(make_config(OFFLINE, MIRROR), Clock().seconds)
 
-    def resolve(self, image, exclude=frozenset()):
-        return self.resolver.resolve(self.holder.current, reference.parse(image), exclude)
+    def resolve(self, image):
+        return self.resolver.resolve(self.holder.current, reference.parse(image))
+
+    def lookup(self, image, exclude=frozenset()):
+        return self.resolver.lookup(self.holder.current, reference.parse(image), exclude)
 
     def test_all_excluded(self):
         """
         A lookup with every registry excluded decides at once (nobody), and
         the caller hears of it.
         """
-        d = self.resolve("nginx:1", frozenset(["sealos.hub:5000", "mirror.example"]))
+        d = self.lookup("nginx:1", frozenset(["sealos.hub:5000", "mirror.example"]))
         decision = self.successResultOf(d)
         self.assertEqual(decision.source, rewrite.NOBODY)
         self.assertEqual(self.prober.calls, [])

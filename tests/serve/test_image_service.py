@@ -57,7 +57,7 @@ class ShimTestMixin:
         rewriting = {}
         for package in methods.API:
             rewriting.update(ImageService(
-                package, upstream, self.holder, self.resolve,
+                package, upstream, self.holder, self.lookup,
                 lambda name, reason: self.unreachable.append((name, reason))).handlers())
         handler = ProxyHandler(upstream, rewriting, lambda: self.holder.current.config.timeout)
         self.server = grpc.server(ThreadPoolExecutor(8), handlers=[handler],
@@ -77,9 +77,9 @@ class ShimTestMixin:
                             key=lambda r: (-r.priority, not r.offline, r.name))
         return config.Config(registries=tuple(registries))
 
-    def resolve(self, context, snapshot, ref, exclude):
+    def lookup(self, context, snapshot, ref, exclude):
         """
-        The resolver's contract, answered from C{self.holders}.
+        The resolver's lookup contract, answered from C{self.holders}.
         """
         self.resolved.append((str(ref), frozenset(exclude)))
         holding = self.holders.get(str(ref), ())
@@ -194,6 +194,27 @@ class PullImageTestsMixin(ShimTestMixin):
         self.assertEqual(self.resolved[-1][1], frozenset(["sealos.hub:5000"]))
         self.assertEqual(self.holder.current.cache.get("docker.io/library/nginx:1").registry,
                          MIRROR)
+
+    def test_failed_pull_forgets_cached_decision(self):
+        """
+        A pull that fails on the only registry holding the image drops the
+        cached rewrite to it, so that the next pull looks the image up again
+        instead of going back to that registry until the entry expires.
+        """
+        self.holders["docker.io/library/nginx:1"] = ["sealos.hub:5000"]
+        self.pull("nginx:1")
+        key = "docker.io/library/nginx:1"
+        self.assertEqual(self.holder.current.cache.get(key).registry, OFFLINE)
+        self.runtime.failures["sealos.hub:5000/library/nginx:1"] = (
+            grpc.StatusCode.UNKNOWN, "failed to pull and unpack image: unexpected EOF")
+        error = self.assertRaises(grpc.RpcError, self.pull, "nginx:1")
+        self.assertEqual(error.details(), "failed to pull and unpack image: unexpected EOF")
+        self.assertIsNone(self.holder.current.cache.get(key))
+        del self.runtime.failures["sealos.hub:5000/library/nginx:1"]
+        self.pull("nginx:1")
+        self.assertEqual(self.resolved, [(key, frozenset()),
+                                         (key, frozenset(["sealos.hub:5000"])),
+                                         (key, frozenset())])
 
     def test_last_error_returned(self):
         """
