@@ -985,6 +985,32 @@ class RegistryEntryTests(SynchronousTestCase):
         self.assertIsNone(loaded.registry_for(parse("quay.io/a/b")))
         self.assertIsNone(loaded.registry_for(parse("sealos.hub/a/b")))
 
+    def test_registry_for_longest_prefix(self):
+        """
+        Of two registries on one host, a name goes to the one with the
+        longest prefix its path lies under, whatever their priorities;
+        a path under no prefix goes to the first on the host.
+        """
+        loaded = _config("""
+            address: http://harbor.example
+            auth: admin:admin-pw
+            registries:
+              - address: http://harbor.example/b
+                auth: bob:bob-pw
+              - address: http://harbor.example/b/deep
+                auth: deep:deep-pw
+              - address: http://other.example/c
+            """)
+        for name, expected in [
+                ("harbor.example/b/app:1", "harbor.example/b"),
+                ("harbor.example/b:1", "harbor.example/b"),
+                ("harbor.example/b/deep/app:1", "harbor.example/b/deep"),
+                ("harbor.example/b/deeper/app:1", "harbor.example/b"),
+                ("harbor.example/c/x:1", "harbor.example"),
+                ("harbor.example/bb/x:1", "harbor.example"),
+                ("other.example/d/x:1", "other.example/c")]:
+            self.assertEqual(loaded.registry_for(parse(name)).name, expected, name)
+
 
 class CacheTests(SynchronousTestCase):
     """
