@@ -198,6 +198,7 @@ class Config:
     health = attr.ib(default=HealthCheck())
     allow_upstream = attr.ib(default=True)
     admin = attr.ib(default=DEFAULT_ADMIN_SOCKET)
+    admin_token_file = attr.ib(default="")
 
     @property
     def offline(self):

@@ -1445,6 +1445,44 @@ class SecretTests(SynchronousTestCase):
         self.assertNotIn("distinctive", problems[0])
 
 
+class AdminTests(SynchronousTestCase):
+    """
+    The C{admin} and C{adminTokenFile} keys.
+    """
+
+    def test_token_file(self):
+        """
+        C{adminTokenFile} is an absolute path, C{""} when not given; with a
+        TCP address it gives no notice.
+        """
+        self.assertEqual(_config("force: true").admin_token_file, "")
+        loaded, notices = _load("admin: 127.0.0.1:9100\nadminTokenFile: /etc/ics/token\n")
+        self.assertEqual((loaded.admin, loaded.admin_token_file),
+                         ("127.0.0.1:9100", "/etc/ics/token"))
+        self.assertEqual(notices, [])
+
+    def test_token_file_relative(self):
+        """
+        A relative path is a problem naming the key.
+        """
+        self.assertEqual(_problems("admin: 127.0.0.1:9100\nadminTokenFile: token\n"),
+                         ["adminTokenFile: expected an absolute path, got 'token'"])
+
+    def test_token_file_without_tcp(self):
+        """
+        With the admin endpoint on a UNIX socket, or off, the token file is
+        of no use: a warning says so.
+        """
+        for admin in ("/run/x/admin.sock", "false"):
+            self.assertEqual(
+                _notices("admin: {}\nadminTokenFile: /etc/ics/token\n".format(admin)),
+                [("warn", "adminTokenFile: the admin endpoint is not on TCP; ignored")],
+                admin)
+        self.assertEqual(_notices("adminTokenFile: /etc/ics/token\n"),
+                         [("warn", "adminTokenFile: the admin endpoint is not on TCP; "
+                           "ignored")])
+
+
 class DetectCriTests(SynchronousTestCase):
     """
     Tests for L{detect_cri}, which finds the runtime socket when C{cri} is
