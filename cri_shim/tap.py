@@ -183,7 +183,8 @@ def makeService(options, reactor=None):
         add_readouts(metrics, holder, health, reloader, poller)
         state = AdminState(metrics, holder, health, resolver, reloader, grpc_server, upstream,
                            reactor)
-        admin_service(config.admin, AdminResource(state), reactor).setServiceParent(root)
+        admin_service(config.admin, AdminResource(state), reactor,
+                      config.admin_token_file).setServiceParent(root)
     grpc_server.setServiceParent(root)
     return root
 

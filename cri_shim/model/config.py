@@ -125,11 +125,18 @@ class Registry:
 
     def holds_name(self, ref):
         """
-        :return: whether C{ref} already names this registry's host (its
-            credentials are for the whole host, whatever the path); host
+        :return: whether C{ref} already names this registry's host; host
             names compare case-insensitively, as in L{reference.Reference.moved}.
         """
         return ref.domain.lower() == self.address.host
+
+    def holds_path(self, ref):
+        """
+        :return: whether C{ref}'s path lies under this registry's prefix
+            (any path does when there is none).
+        """
+        prefix = self.address.prefix
+        return not prefix or ref.path == prefix or ref.path.startswith(prefix + "/")
 
 
 @attr.s(frozen=True, slots=True)
@@ -191,6 +198,7 @@ class Config:
     health = attr.ib(default=HealthCheck())
     allow_upstream = attr.ib(default=True)
     admin = attr.ib(default=DEFAULT_ADMIN_SOCKET)
+    admin_token_file = attr.ib(default="")
 
     @property
     def offline(self):
@@ -205,12 +213,15 @@ class Config:
     def registry_for(self, ref):
         """
         :return: the configured L{Registry} that C{ref} already names, or
-            C{None}.
+            C{None}: of those on its host, the one with the longest prefix
+            its path lies under (C{H/b/app} is C{H/b}'s, C{H/c/x} is
+            C{H}'s); when its path lies under none, the first on its host
+            by priority (a login is for the whole host).
         """
-        for registry in self.registries:
-            if registry.holds_name(ref):
-                return registry
-        return None
+        on_host = [registry for registry in self.registries if registry.holds_name(ref)]
+        under = [registry for registry in on_host if registry.holds_path(ref)]
+        return max(under, key=lambda registry: len(registry.address.prefix),
+                   default=on_host[0] if on_host else None)
 
 
 @attr.s(frozen=True, slots=True)

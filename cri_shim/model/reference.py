@@ -408,6 +408,18 @@ def _address_error(text, problem):
     )
 
 
+def _without_userinfo(text):
+    """
+    Hide everything between the scheme and the last ``@`` of an address:
+    neither a host nor a prefix holds ``@``, so whatever comes before the
+    last one is user information, whatever its characters.
+    """
+    head, separator, rest = text.partition("://")
+    if not separator or "@" in head:
+        head, separator, rest = "", "", text
+    return head + separator + "<redacted>@" + rest.rpartition("@")[2]
+
+
 def parse_registry_address(text):
     """
     Parse a registry address from the configuration.
@@ -429,6 +441,12 @@ def parse_registry_address(text):
         user information, a query or fragment, an empty or invalid host, a
         port outside 1-65535, or a prefix that is not a repository path.
     """
+    if "@" in text:
+        # Before any check that quotes the address: a password may hold any
+        # character, "/", "?" and "#" included.
+        raise _address_error(
+            _without_userinfo(text), "user information is not allowed"
+        )
     scheme, separator, rest = text.partition("://")
     if separator:
         scheme = scheme.lower()
@@ -441,10 +459,6 @@ def parse_registry_address(text):
     if "?" in rest or "#" in rest:
         raise _address_error(text, "a query or fragment is not allowed")
     netloc, _, prefix = rest.partition("/")
-    if "@" in netloc:
-        # Never echo the user information: it may be a password.
-        shown = text.replace(netloc, "<redacted>@" + netloc.rpartition("@")[2], 1)
-        raise _address_error(shown, "user information is not allowed")
     if not netloc:
         raise _address_error(text, "empty host")
     match = _DOMAIN.fullmatch(netloc)

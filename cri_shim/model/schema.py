@@ -26,7 +26,7 @@ _TLS_KEYS = ("insecureSkipVerify", "caFile", "certFile", "keyFile")
 _TOP_KEYS = (
     "shim", "cri", "address", "auth", "force", "debug", "timeout", "reloadInterval",
     "offlinePriority", "probeTimeout", "registries", "cache", "mirrorOf", "configMap",
-    "healthCheck", "allowUpstream", "admin",
+    "healthCheck", "allowUpstream", "admin", "adminTokenFile",
 ) + _TLS_KEYS
 _REGISTRY_KEYS = ("address", "auth", "priority", "mirrorOf") + _TLS_KEYS
 _CONFIGMAP_KEYS = ("enabled", "namespace", "name", "key")
@@ -136,37 +136,45 @@ def _read(reader, document):
         configmap=_configmap(reader, top.get("configMap")),
         health=_health(reader, top.get("healthCheck")),
         allow_upstream=reader.boolean(top, "allowUpstream", "allowUpstream", True),
-        admin=_admin(reader, top.get("admin")),
+        **_admin(reader, top),
     )
 
 
-def _admin(reader, value):
+def _admin(reader, top):
     """
     C{admin}: a UNIX socket path, C{host:port} for TCP, or C{false} for no
-    admin endpoint.
+    admin endpoint; C{adminTokenFile}: the absolute path of the bearer token
+    that opens the whole endpoint on TCP.
 
-    :return: the path or C{host:port}, or C{""} when off.
+    :return: the L{Config} fields C{admin} (the path or C{host:port}, or
+        C{""} when off) and C{admin_token_file} (or C{""}).
     """
+    value = top.get("admin")
+    token_file = reader.string(top, "adminTokenFile", "adminTokenFile")
+    if token_file and not token_file.startswith("/"):
+        reader.problem("adminTokenFile", "expected an absolute path, got {!r}".format(
+            token_file))
     if value is None:
-        return DEFAULT_ADMIN_SOCKET
-    if value is False:
-        return ""
-    if not isinstance(value, str) or not value.strip():
+        value = DEFAULT_ADMIN_SOCKET
+    elif value is False:
+        value = ""
+    elif not isinstance(value, str) or not value.strip():
         reader.problem("admin", "expected a socket path, host:port or false, got {}".format(
             describe(value)))
-        return DEFAULT_ADMIN_SOCKET
+        value = DEFAULT_ADMIN_SOCKET
     value = value.strip()
-    if value.startswith("/"):
-        return value
-    host, colon, port = value.rpartition(":")
-    if not colon or not port.isdigit() or not 0 < int(port) < 65536 or not host:
-        reader.problem("admin", "expected an absolute socket path or host:port, got {!r}"
-                       .format(value))
-        return DEFAULT_ADMIN_SOCKET
-    if host.strip("[]") not in ("127.0.0.1", "::1", "localhost"):
-        reader.warn("admin: {} is reachable from other hosts; metrics and registry details "
-                    "are served without authentication".format(value))
-    return value
+    if value and not value.startswith("/"):
+        host, colon, port = value.rpartition(":")
+        if not colon or not port.isdigit() or not 0 < int(port) < 65536 or not host:
+            reader.problem("admin", "expected an absolute socket path or host:port, got {!r}"
+                           .format(value))
+            value = DEFAULT_ADMIN_SOCKET
+        elif host.strip("[]") not in ("127.0.0.1", "::1", "localhost"):
+            reader.warn("admin: {} is reachable from other hosts; metrics are served there "
+                        "without authentication".format(value))
+    if token_file and (not value or value.startswith("/")):
+        reader.warn("adminTokenFile: the admin endpoint is not on TCP; ignored")
+    return {"admin": value, "admin_token_file": token_file}
 
 
 def _health(reader, value):

@@ -3,7 +3,8 @@
 The admin endpoint (twisted.web, on a UNIX socket by default): Prometheus
 C{/metrics}, C{/healthz}, C{/readyz}, and what C{image-cri-shim-ctl} asks:
 C{/registries}, C{/explain?image=...}, C{POST /cache/flush}, C{POST /reload}.
-Reactor thread only; nothing it answers holds a secret.
+Reactor thread only; nothing it answers holds a secret.  Who may reach
+it, and how many at once: L{cri_shim.ops.access}.
 """
 
 import json
@@ -23,15 +24,24 @@ from twisted.web.server import NOT_DONE_YET, Site
 
 from cri_shim import __version__
 from cri_shim.model import reference, rewrite
+from cri_shim.ops import access
 from cri_shim.registries.health import DOWN
 from cri_shim.metrics import Readout
 
+log = Logger()
 
-def admin_service(address, root, reactor):
+#: Seconds an idle admin connection is kept.
+_IDLE_TIMEOUT = 60
+
+
+def admin_service(address, root, reactor, token_file=""):
     """
     :param address: a UNIX socket path, or C{host:port}.
+    :param token_file: C{adminTokenFile}: where the bearer token that opens
+        the whole endpoint on TCP is, or C{""}.
     :return: a service serving C{root} there (sockets: mode 0600, in a
-        folder made 0700).
+        folder made 0700; TCP: see L{access.TCPGuard}), at most
+        L{access.MAX_CONNECTIONS} connections at a time.
     """
     folder = None
     if address.startswith("/"):
@@ -42,9 +52,25 @@ def admin_service(address, root, reactor):
         host = host.strip("[]")
         kind = TCP6ServerEndpoint if ":" in host else TCP4ServerEndpoint
         endpoint = kind(reactor, int(port), interface=host)
-    site = _QuietSite(root)
+        root = access.TCPGuard(root, _token(token_file))
+    site = _QuietSite(root, timeout=_IDLE_TIMEOUT, reactor=reactor)
     site.noisy = False
-    return _AdminService(endpoint, site, address, folder)
+    return _AdminService(endpoint, access.ConnectionLimit(site, address), address, folder)
+
+
+def _token(path):
+    """
+    :return: the token in C{path}, or C{None} when there is none or it
+        cannot be used (said in the log).
+    """
+    if not path:
+        return None
+    try:
+        return access.read_token(path)
+    except access.TokenError as e:
+        log.error("adminTokenFile: {reason}; the admin actions are not served over TCP",
+                  reason=str(e))
+        return None
 
 
 class _QuietSite(Site):
@@ -75,6 +101,10 @@ class _AdminService(service.Service):
 
     def startService(self):
         service.Service.startService(self)
+        if self._folder is None:
+            self.log.warn("the admin endpoint is on TCP ({address}): any local user can reach "
+                          "it; only /metrics, /healthz and /readyz are served there without "
+                          "the bearer token of adminTokenFile", address=self._address)
         try:
             if self._folder is not None:
                 os.makedirs(self._folder, mode=0o700, exist_ok=True)

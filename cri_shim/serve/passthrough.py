@@ -9,7 +9,7 @@ was written.
 import grpc
 
 from cri_shim.serve import methods
-from cri_shim.metrics import Metrics
+from cri_shim.metrics import Metrics, split
 from cri_shim.serve.upstream import Abort, thd_metadata, thd_timeout
 
 
@@ -56,9 +56,7 @@ class ProxyHandler(grpc.GenericRpcHandler):
 
     def _stream_relay(self, path):
         call = self._upstream.stream(path)
-        # Made-up method paths must not make up metric labels.
-        service, method = (path.lstrip("/").rsplit("/", 1) if path.startswith("/runtime.")
-                           and path.count("/") == 2 else ("other", "other"))
+        service, method = _labels(path)
         calls = self._metrics.calls
 
         def relay(requests, context):
@@ -76,3 +74,17 @@ class ProxyHandler(grpc.GenericRpcHandler):
                 calls.inc(service, method, code)
 
         return relay
+
+
+#: The server-streaming CRI methods (relayed as streams), counted under
+#: their own names; any other streamed path is counted as C{other}.
+_STREAMING = frozenset([methods.path("runtime.v1", "RuntimeService", "GetContainerEvents")])
+
+
+def _labels(path):
+    """
+    :return: the C{(service, method)} metric labels of a streamed call: its
+        own for a method in L{_STREAMING}, C{("other", "other")} for any
+        other path (made-up paths must not make up labels).
+    """
+    return split(path) if path in _STREAMING else ("other", "other")
