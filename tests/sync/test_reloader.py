@@ -212,21 +212,6 @@ class ConfigReloaderTests(_ReloaderCase):
         self.assertEqual(self.published, [])
         self.assertEqual(self.password(), "one")
 
-    def test_readable_password_warned(self):
-        """
-        A reloaded file holding a password that other users may read is
-        warned about, naming the file and its mode.
-        """
-        self.start()
-        with capturedLogs() as events:
-            self.write(GOOD.replace(b"admin:one", b"admin:two"))
-            os.chmod(self.path, 0o644)
-            self.reactor.advance(10)
-        self.assertEqual(self.password(), "two")
-        [warning] = [e for e in events if e["log_level"] == LogLevel.warn]
-        self.assertEqual(warning["path"], self.path)
-        self.assertIn("(mode 0644)", warning["notice"])
-
 
 class FileWorkTests(_ReloaderCase):
     """
