@@ -15,7 +15,7 @@ from twisted.internet.defer import Deferred
 from twisted.logger import LogLevel, capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 
-from cri_shim.model import schema
+from cri_shim.model import config, schema
 from cri_shim.sync.atomic import write_atomically
 from cri_shim.sync.configfile import read_config
 from cri_shim.sync.configmap import MAX_BACKOFF, ConfigMapPoller
@@ -356,6 +356,23 @@ class FailureTests(PollerTestMixin, SynchronousTestCase):
         self.api.set_configmap("kube-system", "image-cri-shim", {"registries.yaml": CLUSTER})
         self.start()
         self.assertEqual(self.local(), b"")
+
+    def test_local_file_too_large(self):
+        """
+        A local file over the size limit is not merged into (a merge of its
+        first megabyte would drop the rest): one error says it is too
+        large, as the reloader and the start say it; the file stays.
+        """
+        local = LOCAL + b"# " + b"x" * config.MAX_CONFIG_BYTES + b"\nforce: true\n"
+        with open(self.path, "wb") as f:
+            f.write(local)
+        self.api.set_configmap("kube-system", "image-cri-shim", {"registries.yaml": CLUSTER})
+        events = self.events(lambda: (self.start(), self.tick()), LogLevel.error)
+        self.assertEqual([e["problems"] for e in events], ["{}: larger than {} bytes".format(
+            self.path, config.MAX_CONFIG_BYTES)])
+        self.assertEqual(self.local(), local)
+        self.assertEqual(self.offline_password(), "local-pw")
+
 
 
 class MergedButInvalidTests(PollerTestMixin, SynchronousTestCase):
