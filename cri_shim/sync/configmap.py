@@ -17,14 +17,12 @@ import json
 
 from twisted.application import service
 from twisted.internet.defer import inlineCallbacks, returnValue
-from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 
 from cri_shim.model import config as configuration, merge, schema
 from cri_shim.model.reader import parse_yaml
 from cri_shim.registries.httputil import describe_failure, read_capped
 from cri_shim.metrics import Metrics
-from cri_shim.sync.configfile import read_config
 from cri_shim.sync.reloader import log_notices
 from cri_shim.sync.ticker import Ticker
 
@@ -58,10 +56,9 @@ class ConfigMapPoller(service.Service):
     """
     :param path: the local config file.
     :param holder: the L{cri_shim.snapshot.SnapshotHolder} (settings).
-    :param reloader: the L{cri_shim.sync.reloader.ConfigReloader}: it writes
-        and publishes the merged config.
-    :param reactor: C{IReactorTime} and C{IReactorThreads}: the local file
-        is read on its thread pool.
+    :param reloader: the L{cri_shim.sync.reloader.ConfigReloader}: it reads
+        the local file, and writes and publishes the merged config.
+    :param clock: an C{IReactorTime}.
     :param discover: returns C{(cluster or None, [warnings])}; see
         L{cri_shim.sync.kube.find_cluster}.
     :param http_for: makes a treq-shaped client for a cluster.
@@ -70,14 +67,14 @@ class ConfigMapPoller(service.Service):
     name = "configmap"
     log = Logger()
 
-    def __init__(self, path, holder, reloader, reactor, discover, http_for, metrics=None):
+    def __init__(self, path, holder, reloader, clock, discover, http_for, metrics=None):
         self._metrics = metrics or Metrics()
         #: When the ConfigMap was last read successfully (clock seconds).
         self.last_success = None
         self.path = path
         self._holder = holder
         self._reloader = reloader
-        self._reactor = reactor
+        self._clock = clock
         self._discover = discover
         self._http_for = http_for
         self._cluster = None
@@ -88,7 +85,7 @@ class ConfigMapPoller(service.Service):
         self._rejected = None
         self._request = None
         self._floored = None
-        self._ticker = Ticker(self.poll, reactor, "ConfigMap sync")
+        self._ticker = Ticker(self.poll, clock, "ConfigMap sync")
         holder.subscribe(lambda snapshot: self._ticker.set_interval(self._interval()))
 
     def startService(self):
@@ -138,7 +135,7 @@ class ConfigMapPoller(service.Service):
             self._note(skip.condition, skip.log_format, skip.level, skip.outage, **skip.fields)
         else:
             self._failures = 0
-            self.last_success = self._reactor.seconds()
+            self.last_success = self._clock.seconds()
         self._metrics.syncs.inc(self.condition)
         self._ticker.set_interval(self._interval())
 
@@ -264,7 +261,7 @@ class ConfigMapPoller(service.Service):
                 lambda body: (response, body)))
             # The body too: an answer whose body stalls must not stop the
             # sync for good.
-            d.addTimeout(REQUEST_TIMEOUT, self._reactor)
+            d.addTimeout(REQUEST_TIMEOUT, self._clock)
             self._request = d
             response, body = yield d
         except _Skip:
@@ -314,8 +311,7 @@ class ConfigMapPoller(service.Service):
             when there is none (the merge then makes it).
         """
         try:
-            text, _ = yield deferToThreadPool(self._reactor, self._reactor.getThreadPool(),
-                                              read_config, self.path)
+            text, _ = yield self._reloader.read()
         except FileNotFoundError:
             returnValue(None)
         except OSError as e:

@@ -90,6 +90,14 @@ class ConfigReloader(service.Service):
         return deferToThreadPool(self._reactor, self._reactor.getThreadPool(), f, *args,
                                  **kwargs)
 
+    def read(self):
+        """
+        Read the file on the thread pool (see L{read_config}).
+
+        :return: a Deferred firing with C{(text, mode)}.
+        """
+        return self._in_thread(read_config, self.path)
+
     def reload(self, reason):
         """
         Re-read the file and publish it if it changed and is valid.
@@ -104,7 +112,7 @@ class ConfigReloader(service.Service):
     @inlineCallbacks
     def _reload(self, reason):
         try:
-            text, mode = yield self._in_thread(read_config, self.path)
+            text, mode = yield self.read()
         except OSError as e:
             returnValue(self._reject(("cannot read it: {}".format(e.strerror or e),),
                                      "unreadable:{}".format(e.errno)))
