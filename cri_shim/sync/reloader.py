@@ -55,7 +55,7 @@ class ConfigReloader(service.Service):
         self._handle_sighup = handle_sighup
         self._previous_handler = None
         self._write = write
-        # Held by every read and write of the file, so that a read that
+        # Held by each reload and each write, so that a reload whose read
         # started before a ConfigMap write cannot publish the old content
         # after it.
         self._lock = DeferredLock()
