@@ -29,6 +29,7 @@ from cri_shim.sync import kube
 from cri_shim.ops.admin import AdminResource, AdminState, add_readouts, admin_service
 from cri_shim.serve.bridge import cancellable_caller
 from cri_shim.ops.cache_stats import CacheStatsLogger
+from cri_shim.sync.configfile import mode_notices, read_config
 from cri_shim.sync.configmap import ConfigMapPoller
 from cri_shim.ops.dryrun import dry_run
 from cri_shim.registries.health import RegistryHealthChecker
@@ -82,8 +83,7 @@ class Options(usage.Options):
         path = self["file"] or self["config"]
         self["config"] = path
         try:
-            with open(path, "rb") as f:
-                text = f.read(configuration.MAX_CONFIG_BYTES + 1)
+            text, mode = read_config(path)
         except OSError as e:
             raise usage.UsageError("cannot read the config file {}: {}".format(
                 path, e.strerror or e))
@@ -92,10 +92,11 @@ class Options(usage.Options):
             task.react(lambda reactor: dry_run(reactor, path, text, sys.stdout, runtime_socket)
                        .addCallback(_exit))
         try:
-            self["loaded"] = schema.load(text, source=path)
+            config, notices = schema.load(text, source=path)
         except configuration.ConfigError as e:
             raise usage.UsageError("invalid config file {}:\n  {}".format(
                 path, "\n  ".join(e.problems)))
+        self["loaded"] = (config, notices + mode_notices(mode, config))
 
 
 def _exit(status):

@@ -14,12 +14,17 @@ from cri_shim.model import reference
 from cri_shim.model.config import (
     DEFAULT_ADMIN_SOCKET, DEFAULT_SHIM_SOCKET, OFFLINE_PRIORITY, REGISTRY_PRIORITY, Cache,
     Config, ConfigError, ConfigMapSource, HealthCheck, Registry)
+from cri_shim.model.duration import format_duration
 from cri_shim.model.reader import Reader, join, kind, describe, parse_yaml
 
 _LEGACY_KEYS = ("image", "version")
 _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\Z")
 _DNS_SUBDOMAIN = re.compile(r"(?=.{1,253}\Z)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\Z")
 _CONFIGMAP_KEY = re.compile(r"[-._a-zA-Z0-9]{1,253}\Z")
+#: The shortest C{reloadInterval}: a shorter one (which the ConfigMap may
+#: set) is raised to it, with a warning.  The ConfigMap poll has its own,
+#: larger floor (L{cri_shim.sync.configmap.MIN_POLL_INTERVAL}).
+MIN_RELOAD_INTERVAL = 1.0
 
 
 _TLS_KEYS = ("insecureSkipVerify", "caFile", "certFile", "keyFile")
@@ -121,8 +126,7 @@ def _read(reader, document):
         force=reader.boolean(top, "force", "force"),
         debug=reader.boolean(top, "debug", "debug"),
         timeout=reader.duration(top, "timeout", "timeout", 15 * 60.0),
-        reload_interval=reader.duration(top, "reloadInterval", "reloadInterval", 15.0,
-                                        minimum=0.001),
+        reload_interval=_reload_interval(reader, top),
         probe_timeout=reader.duration(top, "probeTimeout", "probeTimeout", 2.0),
         registries=tuple(registries),
         cache=Cache(
@@ -138,6 +142,15 @@ def _read(reader, document):
         allow_upstream=reader.boolean(top, "allowUpstream", "allowUpstream", True),
         **_admin(reader, top),
     )
+
+
+def _reload_interval(reader, top):
+    seconds = reader.duration(top, "reloadInterval", "reloadInterval", 15.0, minimum=0.001)
+    if seconds >= MIN_RELOAD_INTERVAL:
+        return seconds
+    reader.warn("reloadInterval: {} is shorter than the floor of {floor}; using {floor}".format(
+        format_duration(seconds), floor=format_duration(MIN_RELOAD_INTERVAL)))
+    return MIN_RELOAD_INTERVAL
 
 
 def _admin(reader, top):

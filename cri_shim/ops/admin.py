@@ -284,7 +284,8 @@ class AdminState:
         """
         Re-read the config file now.
         """
-        return _json({"reloaded": self._reloader.reload("admin request")})
+        return self._reloader.reload("admin request").addCallback(
+            lambda reloaded: _json({"reloaded": reloaded}))
 
 
 def _decision(decision):

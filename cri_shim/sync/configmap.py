@@ -2,30 +2,34 @@
 """
 ConfigMap sync: poll the cluster-wide settings (default
 C{kube-system/image-cri-shim}, key C{registries.yaml}) over treq, merge them
-into the local config file (written atomically, mode 0600, only when it
-changes), and apply the result through the file reload.
+into the local config, validate the result, and hand it to the file reloader,
+which writes it (atomically, mode 0600, only when it changes) and publishes
+it.
 
 Each condition is logged when it starts, not on every poll: no cluster,
 no ConfigMap, no permission, an outage (retried with exponential backoff
-from C{reloadInterval} up to L{MAX_BACKOFF}), invalid content (the last good
-config keeps running).
+from C{reloadInterval}, at least L{MIN_POLL_INTERVAL}, up to
+L{MAX_BACKOFF}), invalid content (the last good config keeps running).
 """
 
 import hashlib
 import json
 
-import yaml
 from twisted.application import service
 from twisted.internet.defer import inlineCallbacks, returnValue
 from twisted.logger import Logger
 
 from cri_shim.model import config as configuration, merge, schema
-from cri_shim.sync.atomic import write_atomically
+from cri_shim.model.reader import parse_yaml
 from cri_shim.registries.httputil import describe_failure, read_capped
 from cri_shim.metrics import Metrics
 from cri_shim.sync.reloader import log_notices
 from cri_shim.sync.ticker import Ticker
 
+#: The shortest wait between polls: every node asks the API server, so a
+#: short C{reloadInterval} (which the ConfigMap itself may set) must not
+#: make the cluster's nodes flood it.
+MIN_POLL_INTERVAL = 10.0
 #: The longest wait between polls while the API server is failing.
 MAX_BACKOFF = 300.0
 #: How long one request to the API server may take.
@@ -52,19 +56,18 @@ class ConfigMapPoller(service.Service):
     """
     :param path: the local config file.
     :param holder: the L{cri_shim.snapshot.SnapshotHolder} (settings).
-    :param reloader: the L{cri_shim.sync.reloader.ConfigReloader} applying writes.
+    :param reloader: the L{cri_shim.sync.reloader.ConfigReloader}: it reads
+        the local file, and writes and publishes the merged config.
     :param clock: an C{IReactorTime}.
     :param discover: returns C{(cluster or None, [warnings])}; see
         L{cri_shim.sync.kube.find_cluster}.
     :param http_for: makes a treq-shaped client for a cluster.
-    :param write: writes the file (L{write_atomically}; tests pass faults).
     """
 
     name = "configmap"
     log = Logger()
 
-    def __init__(self, path, holder, reloader, clock, discover, http_for,
-                 write=write_atomically, metrics=None):
+    def __init__(self, path, holder, reloader, clock, discover, http_for, metrics=None):
         self._metrics = metrics or Metrics()
         #: When the ConfigMap was last read successfully (clock seconds).
         self.last_success = None
@@ -74,13 +77,14 @@ class ConfigMapPoller(service.Service):
         self._clock = clock
         self._discover = discover
         self._http_for = http_for
-        self._write = write
         self._cluster = None
         self._http = None
         self._condition = None
         self._failures = 0
         self._merged = None
         self._rejected = None
+        self._request = None
+        self._floored = None
         self._ticker = Ticker(self.poll, clock, "ConfigMap sync")
         holder.subscribe(lambda snapshot: self._ticker.set_interval(self._interval()))
 
@@ -91,11 +95,30 @@ class ConfigMapPoller(service.Service):
         self._ticker.start(self._interval(), now=True)
 
     def stopService(self):
+        """
+        :return: a Deferred that fires when the poll in progress, if any, is
+            done; it writes nothing once stopped, and its request to the API
+            server is abandoned.
+        """
         service.Service.stopService(self)
-        self._ticker.stop()
+        stopped = self._ticker.stop()
+        if self._request is not None:
+            self._request.cancel()
+        return stopped
 
     def _interval(self):
-        base = self._holder.current.config.reload_interval
+        config = self._holder.current.config
+        base = max(config.reload_interval, MIN_POLL_INTERVAL)
+        if base > config.reload_interval and config.configmap.enabled:
+            if self._floored != config.reload_interval:
+                self.log.warn(
+                    "reloadInterval: {interval:g}s is too short to ask the API server that "
+                    "often; the ConfigMap is polled every {floor:g}s (the local file is "
+                    "still read every {interval:g}s)", interval=config.reload_interval,
+                    floor=MIN_POLL_INTERVAL)
+            self._floored = config.reload_interval
+        else:
+            self._floored = None
         if not self._failures:
             return base
         return min(base * 2 ** self._failures, max(MAX_BACKOFF, base))
@@ -150,7 +173,7 @@ class ConfigMapPoller(service.Service):
             raise _Skip("no-key:" + str(version),
                         "ConfigMap {where} has no key {key}; using the local config only",
                         where=where, key=settings.key)
-        local = self._read_local()
+        local = yield self._read_local()
         fingerprint = (where, version, hashlib.sha256(local or b"").hexdigest())
         if self._rejected is not None and self._rejected[0] == fingerprint:
             # The same content was refused before: still refused, told once.
@@ -162,7 +185,7 @@ class ConfigMapPoller(service.Service):
         source = "ConfigMap {}[{}]".format(where, settings.key)
         try:
             cluster_settings, notices = merge.read_cluster_settings(text, source)
-            local_document = {} if local is None else yaml.safe_load(local)
+            local_document = {} if local is None else parse_yaml(local, self.path)
             if local_document is None:
                 # Empty or only comments: most likely caught mid-write by an
                 # editor; merging into it would lose the node's own settings.
@@ -170,7 +193,7 @@ class ConfigMapPoller(service.Service):
                             "ConfigMap into it", level="warn", path=self.path)
             if not isinstance(local_document, dict):
                 raise configuration.ConfigError(["{}: not a mapping".format(self.path)])
-            merged = merge.merge(local_document, cluster_settings)
+            merged, merge_notices = merge.merge(local_document, cluster_settings)
             # Compared as YAML, not as objects: aliases stay aliases there,
             # while == would walk every alias of a bomb in the local file.
             new_text = merge.dump(merged)
@@ -178,21 +201,25 @@ class ConfigMapPoller(service.Service):
                 self._merged = fingerprint
                 self._note("in-sync", "ConfigMap {where} is in sync", where=where)
                 return
-            schema.load(new_text, source=source)
-        except (configuration.ConfigError, yaml.YAMLError, RecursionError) as e:
+            # The one parse of the new content: the reloader publishes this.
+            new, file_notices = schema.load(new_text, source=source)
+        except (configuration.ConfigError, RecursionError) as e:
             if isinstance(e, RecursionError):
                 problems = ["{}: nested too deeply".format(self.path)]
             else:
-                problems = getattr(e, "problems", None) or ["{}: invalid YAML".format(self.path)]
+                problems = e.problems
             skip = _Skip("invalid:{}".format(version),
                          "ConfigMap {where} (resourceVersion {version}) not applied; the last "
                          "good config keeps running:\n  {problems}", level="error",
                          where=where, version=version, problems="\n  ".join(problems))
             self._rejected = (fingerprint, skip)
             raise skip
-        log_notices(self.log, source, notices)
+        if not self.running:
+            raise self._stopped(where)
+        log_notices(self.log, source, notices + merge_notices)
         try:
-            self._write(self.path, new_text, mode=0o600)
+            yield self._reloader.apply(new_text, new, file_notices, "ConfigMap {} resourceVersion "
+                                       "{}".format(where, version))
         except OSError as e:
             raise _Skip("write-failed", "cannot write {path} ({reason}); it is unchanged and "
                         "the running config stays as it was", level="error", path=self.path,
@@ -201,7 +228,10 @@ class ConfigMapPoller(service.Service):
         self.log.info("ConfigMap {where} (resourceVersion {version}) merged into {path}",
                       where=where, version=version, path=self.path)
         self._condition = "in-sync"
-        self._reloader.reload("ConfigMap {} resourceVersion {}".format(where, version))
+
+    def _stopped(self, where):
+        return _Skip("stopped", "ConfigMap sync stopped; ConfigMap {where} not applied",
+                     where=where)
 
     def _find_cluster(self):
         if self._cluster is None:
@@ -232,12 +262,17 @@ class ConfigMapPoller(service.Service):
             # The body too: an answer whose body stalls must not stop the
             # sync for good.
             d.addTimeout(REQUEST_TIMEOUT, self._clock)
+            self._request = d
             response, body = yield d
         except _Skip:
             raise
         except Exception as e:
+            if not self.running:
+                raise self._stopped(where)
             raise _Skip("unreachable", "API server {server} unreachable ({reason})",
                         level="warn", outage=True, server=cluster.server, reason=describe_failure(e, REQUEST_TIMEOUT))
+        finally:
+            self._request = None
         code = response.code
         detail = _status_message(body)
         if code == 404:
@@ -269,19 +304,20 @@ class ConfigMapPoller(service.Service):
                         level="warn", outage=True, where=where, reason=str(e)[:200])
         returnValue(document)
 
+    @inlineCallbacks
     def _read_local(self):
         """
-        :return: the local file's bytes, or C{None} when there is none (the
-            merge then makes it).
+        :return: a Deferred firing with the local file's bytes, or C{None}
+            when there is none (the merge then makes it).
         """
         try:
-            with open(self.path, "rb") as f:
-                return f.read(configuration.MAX_CONFIG_BYTES + 1)
+            text, _ = yield self._reloader.read()
         except FileNotFoundError:
-            return None
+            returnValue(None)
         except OSError as e:
             raise _Skip("local-unreadable", "cannot read {path} ({reason}); not merging",
                         level="error", path=self.path, reason=e.strerror or str(e))
+        returnValue(text)
 
 
 def _status_message(body):

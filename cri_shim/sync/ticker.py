@@ -5,7 +5,7 @@ which a failing tick never stops: the base of the config reload and the
 ConfigMap poll.
 """
 
-from twisted.internet.defer import maybeDeferred
+from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
@@ -27,6 +27,8 @@ class Ticker:
         self._clock = clock
         self._name = name
         self._loop = None
+        self._in_flight = None
+        self._waiting = []
         self.interval = None
 
     @property
@@ -58,14 +60,29 @@ class Ticker:
     def stop(self):
         """
         Stop ticking; a tick in progress finishes.
+
+        :return: a Deferred that fires when no tick is in progress any more.
         """
         if self._loop is not None:
             self._loop.stop()
             self._loop = None
+        if self._in_flight is None:
+            return succeed(None)
+        waiting = Deferred()
+        self._waiting.append(waiting)
+        return waiting
 
     def _safe_tick(self):
-        d = maybeDeferred(self._tick)
+        self._in_flight = d = maybeDeferred(self._tick)
         d.addErrback(lambda failure: self.log.failure(
             "{task} failed; it runs again in {interval}s", failure, task=self._name,
             interval=self.interval))
+        d.addCallback(self._done)
         return d
+
+    def _done(self, result):
+        self._in_flight = None
+        waiting, self._waiting = self._waiting, []
+        for d in waiting:
+            d.callback(None)
+        return result

@@ -553,6 +553,9 @@ class DurationKeyTests(SynchronousTestCase):
             for value, expected in [("90s", 90.0), ("1m30s", 90.0), ("'2h'", 7200.0),
                                     ("250ms", 0.25), ("0", default), ("0s", default),
                                     ("'0'", default), ("-5s", default), ("~", default)]:
+                if key == "reloadInterval" and expected < schema.MIN_RELOAD_INTERVAL:
+                    # Raised to its floor, with a warning (issue 12, #5).
+                    expected = schema.MIN_RELOAD_INTERVAL
                 got = self._value(template, path, value)
                 if got != expected:
                     wrong.append((key, value, got, expected))
@@ -585,11 +588,13 @@ class DurationKeyTests(SynchronousTestCase):
 
     def test_reload_interval_minimum(self):
         """
-        A C{reloadInterval} below a millisecond would spin: an error.
+        A C{reloadInterval} below a millisecond would spin: an error; one
+        below the floor (1 s) is raised to it.
         """
         self.assertEqual(_problems("reloadInterval: 1us"),
                          ["reloadInterval: must be at least 1ms, got '1us'"])
-        self.assertEqual(_config("reloadInterval: 1ms").reload_interval, 0.001)
+        self.assertEqual(_config("reloadInterval: 1ms").reload_interval,
+                         schema.MIN_RELOAD_INTERVAL)
 
 
 class PriorityTests(SynchronousTestCase):

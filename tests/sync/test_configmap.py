@@ -12,16 +12,17 @@ import tempfile
 
 from treq.testing import StubTreq
 from twisted.internet.defer import Deferred
-from twisted.internet.task import Clock
 from twisted.logger import LogLevel, capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 
-from cri_shim.model import schema
+from cri_shim.model import config, schema
 from cri_shim.sync.atomic import write_atomically
+from cri_shim.sync.configfile import read_config
 from cri_shim.sync.configmap import MAX_BACKOFF, ConfigMapPoller
 from cri_shim.sync.reloader import ConfigReloader
 from cri_shim.snapshot import SnapshotHolder
 from cri_shim.testing import FakeAPIServer
+from tests.sync.test_reloader import _Reactor
 
 LOCAL = b"""# node config
 shim: /run/shim.sock
@@ -67,7 +68,7 @@ class PollerTestMixin:
         self.path = os.path.join(folder, "image-cri-shim.yaml")
         with open(self.path, "wb") as f:
             f.write(LOCAL)
-        self.clock = Clock()
+        self.clock = _Reactor()
         self.holder = SnapshotHolder(schema.load(LOCAL)[0], self.clock.seconds)
         self.api = FakeAPIServer()
         self.http = StubTreq(self.api)
@@ -80,10 +81,9 @@ class PollerTestMixin:
 
     def start(self, http=None, write=write_atomically):
         self.reloader = ConfigReloader(self.path, self.holder, self.clock, LOCAL,
-                                       handle_sighup=False)
+                                       handle_sighup=False, write=write)
         self.poller = ConfigMapPoller(self.path, self.holder, self.reloader, self.clock,
-                                      self.discover, lambda cluster: http or self.http,
-                                      write=write)
+                                      self.discover, lambda cluster: http or self.http)
         self.poller.startService()
         self.addCleanup(self.poller.stopService)
         self.http.flush()
@@ -356,3 +356,111 @@ class FailureTests(PollerTestMixin, SynchronousTestCase):
         self.api.set_configmap("kube-system", "image-cri-shim", {"registries.yaml": CLUSTER})
         self.start()
         self.assertEqual(self.local(), b"")
+
+    def test_local_file_too_large(self):
+        """
+        A local file over the size limit is not merged into (a merge of its
+        first megabyte would drop the rest): one error says it is too
+        large, as the reloader and the start say it; the file stays.
+        """
+        local = LOCAL + b"# " + b"x" * config.MAX_CONFIG_BYTES + b"\nforce: true\n"
+        with open(self.path, "wb") as f:
+            f.write(local)
+        self.api.set_configmap("kube-system", "image-cri-shim", {"registries.yaml": CLUSTER})
+        events = self.events(lambda: (self.start(), self.tick()), LogLevel.error)
+        self.assertEqual([e["problems"] for e in events], ["{}: larger than {} bytes".format(
+            self.path, config.MAX_CONFIG_BYTES)])
+        self.assertEqual(self.local(), local)
+        self.assertEqual(self.offline_password(), "local-pw")
+
+
+
+class MergedButInvalidTests(PollerTestMixin, SynchronousTestCase):
+    def test_never_written(self):
+        """
+        A ConfigMap whose every value has the right type (so the merge takes
+        it) but which makes the config invalid (a registry address that is
+        not one) is never written: the file stays byte for byte, the
+        running config is unchanged, one error names the key.
+        """
+        bad = CLUSTER.replace("https://mirror.example", "https://mirror example/")
+        self.api.set_configmap("kube-system", "image-cri-shim", {"registries.yaml": bad})
+        generation = self.holder.current.generation
+        with capturedLogs() as events:
+            self.start()
+            self.tick()
+        [error] = [e for e in events if e["log_level"] == LogLevel.error]
+        self.assertIn("registries[0].address", error["problems"])
+        self.assertEqual(self.local(), LOCAL)
+        self.assertEqual(self.holder.current.generation, generation)
+        self.assertEqual(self.offline_password(), "local-pw")
+        self.assertNotIn(write_atomically, self.clock.pool.calls)
+
+
+class FileWorkTests(PollerTestMixin, SynchronousTestCase):
+    """
+    The local file is read and written on the thread pool; the merged
+    content is parsed once and written once; stopping waits for the poll in
+    progress, which writes nothing once stopped.
+    """
+
+    def test_parsed_once_written_once(self):
+        """
+        A change is read, written and published; the file is not read back,
+        and the reloader's next tick finds nothing new.
+        """
+        self.api.set_configmap("kube-system", "image-cri-shim", {"registries.yaml": CLUSTER})
+        self.start()
+        self.assertEqual(self.clock.pool.calls, [read_config, write_atomically])
+        generation = self.holder.current.generation
+        self.reloader.startService()
+        self.addCleanup(self.reloader.stopService)
+        with capturedLogs() as events:
+            self.clock.advance(10)
+        self.assertEqual(self.holder.current.generation, generation)
+        self.assertFalse([e for e in events if "reloaded" in e["log_format"]])
+
+    def test_stop_during_read_writes_nothing(self):
+        """
+        Stopped while the local file is being read: the stop waits for the
+        poll, which then writes nothing.
+        """
+        self.api.set_configmap("kube-system", "image-cri-shim", {"registries.yaml": CLUSTER})
+        self.clock.pool.hold = True
+        self.start()
+        self.assertEqual(self.clock.pool.calls, [read_config])
+        stopped = self.poller.stopService()
+        self.assertNoResult(stopped)
+        self.clock.pool.deliver()
+        self.successResultOf(stopped)
+        self.assertEqual(self.clock.pool.calls, [read_config])
+        self.assertEqual(self.local(), LOCAL)
+        self.assertEqual(self.offline_password(), "local-pw")
+
+    def test_stop_waits_for_write(self):
+        """
+        Stopped while the merged file is being written: the stop fires only
+        once the write is done and applied.
+        """
+        self.api.set_configmap("kube-system", "image-cri-shim", {"registries.yaml": CLUSTER})
+        self.clock.pool.hold = True
+        self.start()
+        # The read's result: the write starts, and is in progress.
+        self.clock.pool.deliver()
+        self.assertEqual(self.clock.pool.calls, [read_config, write_atomically])
+        stopped = self.poller.stopService()
+        self.assertNoResult(stopped)
+        self.clock.pool.deliver()
+        self.successResultOf(stopped)
+        self.assertEqual(self.offline_password(), "cluster:pw")
+
+    def test_stop_abandons_request(self):
+        """
+        Stopped while the API server has not answered: the request is
+        abandoned and the stop fires at once, with no outage reported.
+        """
+        with capturedLogs() as events:
+            self.start(http=_SilentHTTP())
+            self.successResultOf(self.poller.stopService())
+        self.assertFalse([e for e in events if e["log_level"] >= LogLevel.warn])
+        self.assertEqual(self.clock.pool.calls, [])

@@ -77,3 +77,36 @@ class TickerTests(SynchronousTestCase):
         self.clock.advance(100)
         self.assertEqual(self.ticks, [0])
         self.assertFalse(ticker.running)
+
+    def test_stop_waits_for_tick_in_progress(self):
+        """
+        Stopping during a tick returns a Deferred that fires only when the
+        tick is done; stopping between ticks fires at once.
+        """
+        ticker = Ticker(self.tick, self.clock, "test")
+        self.result = Deferred()
+        ticker.start(10)
+        self.clock.advance(10)
+        stopped = ticker.stop()
+        self.assertNoResult(stopped)
+        self.result.callback(None)
+        self.successResultOf(stopped)
+        self.successResultOf(ticker.stop())
+
+    def test_stop_waits_across_interval_change(self):
+        """
+        A tick that changes the interval (restarting the loop) is still
+        waited for.
+        """
+        ticker = Ticker(self.tick, self.clock, "test")
+        self.result = Deferred()
+        ticker.start(10)
+        self.clock.advance(10)
+        ticker.set_interval(5)
+        stopped = ticker.stop()
+        self.assertNoResult(stopped)
+        self.result.errback(RuntimeError("failed tick"))
+        self.successResultOf(stopped)
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+        self.clock.advance(100)
+        self.assertEqual(self.ticks, [10])
