@@ -20,7 +20,6 @@ from twisted.application import service
 from twisted.internet import task
 from twisted.logger import Logger
 from twisted.python import usage
-from twisted.web.client import Agent, HTTPConnectionPool, _HTTP11ClientFactory
 
 from cri_shim import __version__
 from cri_shim.model import config as configuration, schema
@@ -38,22 +37,14 @@ from cri_shim.serve.image_service import ImageService
 from cri_shim.metrics import Metrics
 from cri_shim.serve.passthrough import ProxyHandler
 from cri_shim.registries.probe import Prober
-from cri_shim.registries.tls import RegistryTLSPolicy
+from cri_shim.registries import httputil
+from cri_shim.registries.tls import agent, registry_policy
 from cri_shim.sync.reloader import ConfigReloader, log_notices
 from cri_shim.registries.resolver import Resolver
 from cri_shim.snapshot import SnapshotHolder
 from cri_shim.serve.upstream import Upstream
 
 log = Logger()
-
-
-class _QuietFactory(_HTTP11ClientFactory):
-    """
-    The pool's connection factory without a log line per registry
-    connection.
-    """
-
-    noisy = False
 
 
 class Options(usage.Options):
@@ -150,9 +141,8 @@ def makeService(options, reactor=None):
 
     metrics = Metrics()
     holder = SnapshotHolder(config, reactor.seconds)
-    pool = _quiet_pool(reactor)
-    registries_http = HTTPClient(Agent(reactor, contextFactory=RegistryTLSPolicy(holder),
-                                       pool=pool))
+    pool = httputil.pool(reactor)
+    registries_http = HTTPClient(agent(reactor, registry_policy(holder, reactor), pool))
     prober = Prober(registries_http, reactor, metrics)
     holder.subscribe(lambda snapshot: (pool.closeCachedConnections(), prober.forget_tokens()))
     health = RegistryHealthChecker(holder, registries_http, reactor, metrics)
@@ -190,16 +180,9 @@ def makeService(options, reactor=None):
     return root
 
 
-def _quiet_pool(reactor):
-    pool = HTTPConnectionPool(reactor, persistent=True)
-    pool._factory = _QuietFactory
-    return pool
-
-
 def _cluster_http(reactor, cluster):
     """
     :return: a treq client for the API server, verifying it as C{cluster}
         says.
     """
-    return HTTPClient(Agent(reactor, contextFactory=cluster.tls_policy(),
-                            pool=_quiet_pool(reactor)))
+    return HTTPClient(agent(reactor, cluster.tls_policy(), httputil.pool(reactor)))
