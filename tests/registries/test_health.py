@@ -10,8 +10,10 @@ from twisted.internet.task import Clock
 from twisted.logger import capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 
-from cri_shim.model import config
+from cri_shim.model import config, reference
 from cri_shim.registries.health import DOWN, UNKNOWN, UP, RegistryHealthChecker
+from cri_shim.registries.probe import Prober
+from cri_shim.registries.resolver import Resolver
 from cri_shim.snapshot import SnapshotHolder
 from cri_shim.testing import FakeRegistries, FakeRegistry, registry_config
 
@@ -142,6 +144,26 @@ class HealthCheckerTests(SynchronousTestCase):
         self.assertEqual(self.holder.current.down, frozenset([TWO.name]))
         self.flush(10)
         self.assertEqual(self.state(checker, TWO), UP)
+
+    def test_probe_timeout_marks_down_at_once(self):
+        """
+        A lookup whose probes of up registries time out marks them down at
+        that moment (passive health), not after the health checks' failure
+        threshold; the down set reaches the snapshot at once.
+        """
+        checker = self.start()
+        self.assertEqual((self.state(checker, ONE), self.state(checker, TWO)), (UP, UP))
+        resolver = Resolver(Prober(_Silent(), self.clock),
+                            on_unreachable=checker.report_unreachable)
+        resolver.resolve(self.holder.current, reference.parse("nginx:1"))
+        timeout = self.holder.current.config.probe_timeout
+        self.clock.advance(timeout - 0.1)
+        self.assertEqual(self.holder.current.down, frozenset())
+        self.clock.advance(0.1)
+        self.assertEqual((self.state(checker, ONE), self.state(checker, TWO)), (DOWN, DOWN))
+        self.assertEqual(checker.registries[TWO.name].reason,
+                         "no answer within {:g}s".format(timeout))
+        self.assertEqual(self.holder.current.down, frozenset([ONE.name, TWO.name]))
 
     def test_follows_config(self):
         """
