@@ -28,6 +28,10 @@ _CACHE = ("imageCacheSize", "imageCacheTTL", "negativeCacheTTL", "statsLogInterv
           "disableStats")
 # Registry keys the ConfigMap decides whenever it lists a registry.
 _OWNED = ("address", "auth", "priority")
+# Registry keys only the node's own file sets: from the ConfigMap they could
+# make every node present its root-only client certificate to any host, or
+# stop verifying TLS (issue 12, #4).
+_NODE_LOCAL = ("insecureSkipVerify", "caFile", "certFile", "keyFile")
 
 
 def read_cluster_settings(text, source="registries.yaml"):
@@ -114,6 +118,10 @@ def _registries(reader, value):
         if not address:
             reader.warn("{}: no address; entry skipped".format(key))
             continue
+        for name in _NODE_LOCAL:
+            if section.pop(name, None) is not None:
+                reader.warn("{}.{}: node-local, set only in the node's config file; ignored "
+                            "from the ConfigMap".format(key, name))
         entry = {name: item for name, item in section.items()
                  if name not in _OWNED and item is not None}
         entry["address"] = address

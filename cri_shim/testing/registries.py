@@ -25,6 +25,8 @@ class FakeRegistry:
     :ivar seen: C{(method, path, authorization header)} of every request.
     :ivar status: a status code to answer everything with (with
         C{status_headers}), for failure tests.
+    :ivar expires_in: the token lifetime the token service sends (any JSON
+        value, C{NaN} included).
     """
 
     def __init__(self, username=None, password=None, scheme="basic", realm=None):
@@ -37,6 +39,7 @@ class FakeRegistry:
         self.status = None
         self.status_headers = {}
         self.token = "token-for-{}".format(username)
+        self.expires_in = 300
         if password is not None:
             hooks.register_secret(password)
             hooks.register_secret(self.basic()[len("Basic "):])
@@ -106,7 +109,7 @@ class FakeRegistry:
             request.setResponseCode(401)
             return b"{}"
         request.setHeader("content-type", "application/json")
-        return json.dumps({"token": self.token, "expires_in": 300}).encode("ascii")
+        return json.dumps({"token": self.token, "expires_in": self.expires_in}).encode("ascii")
 
 
 class FakeRegistries(Resource):
