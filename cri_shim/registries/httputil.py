@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.registries.test_probe -*-
+# -*- test-case-name: tests.registries.test_probe,tests.security.test_hardening_registries -*-
 """
 Small helpers shared by the shim's HTTP clients (registry probes, health
 checks, token realms, the ConfigMap sync): the connection pool, whose
