@@ -26,22 +26,13 @@ from urllib.parse import urlsplit
 import attr
 
 from cri_shim.model.grammar import (  # the public names are this module's too
-    DEFAULT_DOMAIN,
-    DEFAULT_TAG,
-    DOCKER_HUB_ENDPOINT,
-    MAX_PATH_LENGTH,
-    DOCKER_HUB_ALIASES as _DOCKER_HUB_ALIASES,
-    DOMAIN as _DOMAIN,
-    IDENTIFIER as _IDENTIFIER,
-    IMAGE_ID as _IMAGE_ID,
-    OFFICIAL_PREFIX as _OFFICIAL_PREFIX,
-    canonical_domain as _canonical_domain,
-    digest_problem as _digest_problem,
-    looks_like_domain as _looks_like_domain,
-    path_problem as _path_problem,
-    show as _show,
-    tag_problem as _tag_problem,
-)
+    DEFAULT_DOMAIN, DEFAULT_TAG, DOCKER_HUB_ENDPOINT, MAX_PATH_LENGTH)
+from cri_shim.model.grammar import (
+    DOCKER_HUB_ALIASES as _DOCKER_HUB_ALIASES, DOMAIN as _DOMAIN, IDENTIFIER as _IDENTIFIER,
+    IMAGE_ID as _IMAGE_ID, OFFICIAL_PREFIX as _OFFICIAL_PREFIX,
+    canonical_domain as _canonical_domain, digest_problem as _digest_problem,
+    looks_like_domain as _looks_like_domain, path_problem as _path_problem, show as _show,
+    tag_problem as _tag_problem)
 
 
 class InvalidReference(ValueError):

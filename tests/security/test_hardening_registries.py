@@ -384,7 +384,8 @@ class NodeLocalKeyTests(SynchronousTestCase):
             b"    keyFile: /etc/kubernetes/pki/apiserver-kubelet-client.key\n"
             b"    insecureSkipVerify: true\n")
         local = {"registries": [{"address": "https://m.example", "caFile": "/etc/ca.pem"}]}
-        self.assertEqual(merge.merge(local, settings)["registries"],
+        merged, _ = merge.merge(local, settings)
+        self.assertEqual(merged["registries"],
                          [{"address": "https://m.example", "caFile": "/etc/ca.pem"}])
         warnings = [notice.message for notice in notices if notice.level == "warn"]
         for key in ("caFile", "certFile", "keyFile", "insecureSkipVerify"):
