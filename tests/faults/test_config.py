@@ -56,11 +56,11 @@ from cri_shim.model import config, schema
 from cri_shim.sync.configmap import MAX_RESPONSE, REQUEST_TIMEOUT
 from cri_shim.sync.reloader import ConfigReloader
 from cri_shim.snapshot import SnapshotHolder
+from cri_shim.testing.reactor import FakeReactor
 from tests import fault_support
 from tests.e2e import test_config as live
 from tests.fault_support import MountError, Tmpfs, memory_kib
 from tests.sync.test_configmap import CLUSTER, LOCAL, PollerTestMixin
-from tests.sync.test_reloader import _Reactor
 
 #: The ConfigMap request timeout the shim runs with here (seconds).
 SHORT_REQUEST_TIMEOUT = 2.0
@@ -565,7 +565,7 @@ class BadInputAtReloadTests(unittest.SynchronousTestCase):
         self.path = os.path.join(folder, "shim.yaml")
         self.good = _dump(BASE)
         self.write(self.good)
-        self.reactor = _Reactor()
+        self.reactor = FakeReactor()
         self.holder = SnapshotHolder(schema.load(self.good)[0], self.reactor.seconds)
         self.reloader = ConfigReloader(self.path, self.holder, self.reactor, self.good,
                                        handle_sighup=False)

@@ -21,8 +21,8 @@ from cri_shim.sync.configfile import read_config
 from cri_shim.sync.configmap import MAX_BACKOFF, ConfigMapPoller
 from cri_shim.sync.reloader import ConfigReloader
 from cri_shim.snapshot import SnapshotHolder
+from cri_shim.testing.reactor import FakeReactor
 from cri_shim.testing import FakeAPIServer
-from tests.sync.test_reloader import _Reactor
 
 LOCAL = b"""# node config
 shim: /run/shim.sock
@@ -68,7 +68,7 @@ class PollerTestMixin:
         self.path = os.path.join(folder, "image-cri-shim.yaml")
         with open(self.path, "wb") as f:
             f.write(LOCAL)
-        self.clock = _Reactor()
+        self.clock = FakeReactor()
         self.holder = SnapshotHolder(schema.load(LOCAL)[0], self.clock.seconds)
         self.api = FakeAPIServer()
         self.http = StubTreq(self.api)
