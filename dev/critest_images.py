@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.conformance.test_node,tests.conformance.test_critest -*-
 """
 Stand-ins for the images that critest (cri-tools v1.37.0, ``pkg/validate``
 and ``pkg/framework``) pulls, under the same names, built here and pushed
@@ -14,7 +15,11 @@ Each stand-in gives the suite what it observes of the real image:
   1000 in a group 50000 defined in the image);
 - the tag and list images: busybox plus one file named after the image, so
   that different names are different images and the ``test-image-tags``
-  tags are one image;
+  tags are one image.  Their command is ``sleep``, not the real images'
+  ``sh``, which exits at once without stdin: "same image identifier across
+  all APIs" removes such a container while it runs, and containerd 2.4 then
+  fails at random ("container is still running, to stop first") as the
+  exit races the removal;
 - the web servers (nginx, httpd, hostnet-nginx): busybox plus ``web``
   (``dev/tools/images/web``), which logs its name, writes nginx's pid file
   and runs under nginx's ``master process`` title;
@@ -251,6 +256,8 @@ def stand_ins(sandbox_image=node.SANDBOX_IMAGE):
     def tagged(name):
         return Layer().file("/" + name, b"")
 
+    sleeping = {"Cmd": ["sleep", "3600"]}
+
     images = [
         Image([sandbox_image], [pause],
               # Not the same image as pause:3.9, which the suite removes.
@@ -281,12 +288,12 @@ def stand_ins(sandbox_image=node.SANDBOX_IMAGE):
         Image([GCR + "test-image-predefined-group:latest"], [predefined],
               {"User": "1000", "Cmd": ["sh"]}),
         Image([GCR + "test-image-tags:1", GCR + "test-image-tags:2", GCR + "test-image-tags:3"],
-              [base, tagged("same-image")], {"Cmd": ["sh"]}),
+              [base, tagged("same-image")], sleeping),
         Image([GCR + "test-image-tag:test", GCR + "test-image-tag:all"],
-              [base, tagged("test-image-tag")], {"Cmd": ["sh"]}),
+              [base, tagged("test-image-tag")], sleeping),
     ]
     for name in ("test-image-1", "test-image-2", "test-image-3", "test-image-latest"):
-        images.append(Image([GCR + name + ":latest"], [base, tagged(name)], {"Cmd": ["sh"]}))
+        images.append(Image([GCR + name + ":latest"], [base, tagged(name)], sleeping))
     return images
 
 

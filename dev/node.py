@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.conformance.test_node,tests.conformance.test_critest -*-
 """
 A sandbox node that runs containers, for the conformance suite
 (``tests/conformance``): the :mod:`dev.sandbox` node with a containerd that
@@ -37,10 +38,7 @@ import secrets
 import shutil
 import subprocess
 
-try:
-    from dev import sandbox
-except ImportError:  # before the restructure moves the sandbox to dev/
-    from cri_shim import sandbox
+from dev import sandbox
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 #: Where ``make tools`` installs (git-ignored); ``ICS_TOOLS_DIR`` overrides.
@@ -60,6 +58,7 @@ CRICTL = os.path.join(TOOLS_BIN, "crictl")
 
 _GOARCH = {"x86_64": "amd64", "aarch64": "arm64"}
 _BRIDGE_PREFIX = "icsbr"
+_IP_FORWARD = "/proc/sys/net/ipv4/ip_forward"
 
 
 def platform_string():
@@ -132,6 +131,7 @@ class NodeContainerd(sandbox.Containerd):
         self.hosts_dir = os.path.join(directory, "certs.d")
         self.cni_conf_dir = os.path.join(directory, "cni", "net.d")
         self.bridge = _BRIDGE_PREFIX + secrets.token_hex(4)
+        self._ip_forward = None
 
     # -- config -------------------------------------------------------------------
 
@@ -151,6 +151,9 @@ class NodeContainerd(sandbox.Containerd):
                     f"  capabilities = [\"pull\", \"resolve\"]\n")
 
     def _prepare(self):
+        if self._ip_forward is None:
+            with open(_IP_FORWARD) as f:
+                self._ip_forward = f.read().strip()
         for path in (self.hosts_dir, self.cni_conf_dir):
             os.makedirs(path, exist_ok=True)
         self._write_cni_config()
@@ -182,12 +185,15 @@ class NodeContainerd(sandbox.Containerd):
                   encoding="utf-8") as f:
             json.dump(conflist, f, indent=2)
 
-    def _common(self):
+    def _top(self):
         d = self.directory
         return f"""\
 root = {_q(os.path.join(d, "root"))}
 state = {_q(os.path.join(d, "state"))}
+"""
 
+    def _grpc(self):
+        return f"""\
 [grpc]
   address = {_q(self.socket)}
 """
@@ -197,7 +203,7 @@ state = {_q(os.path.join(d, "state"))}
         cri = '[plugins."io.containerd.grpc.v1.cri"'
         return f"""\
 version = 2
-{self._common()}
+{self._top()}
 disabled_plugins = [
   "io.containerd.snapshotter.v1.aufs",
   "io.containerd.snapshotter.v1.btrfs",
@@ -206,6 +212,7 @@ disabled_plugins = [
   "io.containerd.snapshotter.v1.zfs",
 ]
 
+{self._grpc()}
 [plugins]
   [plugins."io.containerd.internal.v1.opt"]
     path = {_q(os.path.join(d, "opt"))}
@@ -229,7 +236,7 @@ disabled_plugins = [
         runtime = '[plugins."io.containerd.cri.v1.runtime"'
         return f"""\
 version = 3
-{self._common()}
+{self._top()}
 # Only the native snapshotter, as in 1.6; no NRI (its socket would be the
 # host's /var/run/nri).
 disabled_plugins = [
@@ -239,6 +246,7 @@ disabled_plugins = [
   "io.containerd.nri.v1.nri",
 ]
 
+{self._grpc()}
 [plugins]
   [plugins."io.containerd.internal.v1.opt"]
     path = {_q(os.path.join(d, "opt"))}
@@ -313,7 +321,10 @@ disabled_plugins = [
     def stop(self, timeout=sandbox.STOP_TIMEOUT):
         """
         Remove the pods, stop containerd and its shims (as the sandbox
-        does), then delete the node's bridge.  Idempotent.
+        does), then delete the node's bridge and switch IPv4 forwarding back
+        off if it was off (the CNI bridge plugin switches it on; the pods
+        never need it: the machine talks to them on the bridge itself).
+        Idempotent.
         """
         self.remove_pods()
         super().stop(timeout)
@@ -321,6 +332,9 @@ disabled_plugins = [
             subprocess.run(["ip", "link", "delete", self.bridge],
                            stdin=subprocess.DEVNULL, capture_output=True,
                            timeout=sandbox.CTR_TIMEOUT)
+        if self._ip_forward == "0":
+            with open(_IP_FORWARD, "w") as f:
+                f.write("0\n")
 
 
 def skip_reason(binary=DEBIAN_CONTAINERD):
