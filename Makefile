@@ -65,3 +65,5 @@ bench-quick: setup
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info cri_shim/_proto _trial_temp twisted/plugins/dropin.cache
+
+include dev/tools.mk
