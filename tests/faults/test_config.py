@@ -455,8 +455,8 @@ TOP_KINDS = {
     "debug": "bool", "timeout": "duration", "reloadInterval": "duration",
     "offlinePriority": "int", "probeTimeout": "duration", "registries": "list-of-maps",
     "cache": "map", "mirrorOf": "domains", "configMap": "map", "healthCheck": "map",
-    "allowUpstream": "bool", "admin": "admin", "insecureSkipVerify": "bool",
-    "caFile": "path", "certFile": "path", "keyFile": "path",
+    "allowUpstream": "bool", "admin": "admin", "adminTokenFile": "path",
+    "insecureSkipVerify": "bool", "caFile": "path", "certFile": "path", "keyFile": "path",
 }
 REGISTRY_KINDS = {
     "address": "address", "auth": "auth", "priority": "int", "mirrorOf": "domains",
