@@ -67,3 +67,5 @@ clean:
 	rm -rf $(VENV) build dist *.egg-info cri_shim/_proto _trial_temp twisted/plugins/dropin.cache
 
 include dev/tools.mk
+
+include dev/kubelet.mk
