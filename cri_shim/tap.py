@@ -30,6 +30,7 @@ from cri_shim.serve.bridge import cancellable_caller
 from cri_shim.ops.cache_stats import CacheStatsLogger
 from cri_shim.sync.configfile import mode_notices, read_config
 from cri_shim.sync.configmap import ConfigMapPoller
+from cri_shim.sync.events import EventRecorder, node_name
 from cri_shim.ops.dryrun import dry_run
 from cri_shim.registries.health import RegistryHealthChecker
 from cri_shim.serve.grpc_server import GrpcServerService, SocketInUse, claim_socket
@@ -150,10 +151,13 @@ def makeService(options, reactor=None):
     upstream = Upstream(cri)
     lookup = cancellable_caller(reactor, resolver.lookup)
     report_unreachable = partial(reactor.callFromThread, health.report_unreachable)
+    events = EventRecorder(holder, reactor, partial(kube.find_cluster, os.environ),
+                           partial(_cluster_http, reactor), node_name(os.environ), metrics)
+    report_event = partial(reactor.callFromThread, events.record)
     rewriting = {}
     for package in methods.API:
         rewriting.update(ImageService(package, upstream, holder, lookup, report_unreachable,
-                                      metrics).handlers())
+                                      metrics, report_event).handlers())
     proxy = ProxyHandler(upstream, rewriting, lambda: holder.current.config.timeout, metrics)
 
     # Control path first, the gRPC server last: MultiService stops in
@@ -168,6 +172,7 @@ def makeService(options, reactor=None):
                              partial(_cluster_http, reactor), metrics=metrics)
     poller.setServiceParent(root)
     health.setServiceParent(root)
+    events.setServiceParent(root)
     CacheStatsLogger(holder, reactor).setServiceParent(root)
     grpc_server = GrpcServerService(config.shim, proxy, upstream, reactor)
     if config.admin:

@@ -141,7 +141,8 @@ class MakeServiceTests(SynchronousTestCase):
         root = tap.makeService(self.options, _Reactor())
         self.assertEqual(root.name, "image-cri-shim")
         self.assertEqual([child.name for child in root], [
-            "config-reload", "configmap", "registry-health", "cache-stats", "admin", "grpc"])
+            "config-reload", "configmap", "registry-health", "pod-events", "cache-stats", "admin",
+            "grpc"])
         self.assertEqual(root.getServiceNamed("grpc").path, self.shim)
 
     def test_socket_in_use(self):

@@ -99,6 +99,9 @@ class Registry:
     :ivar offline: C{True} for the top-level C{address} (sealos.hub).
     :ivar mirror_of: source domains this registry serves; empty means all.
     :ivar key: where it was configured, e.g. C{"registries[1]"}.
+    :ivar namespaces: the only namespaces whose pods it serves; empty: any.
+    :ivar pod_selector: a L{cri_shim.model.selector.Selector} the pods it
+        serves match, or C{None}: any.
     """
 
     address = attr.ib()
@@ -108,6 +111,15 @@ class Registry:
     tls = attr.ib(default=TLS())
     mirror_of = attr.ib(default=())
     key = attr.ib(default="address")
+    namespaces = attr.ib(default=())
+    pod_selector = attr.ib(default=None)
+
+    @property
+    def restricted(self):
+        """
+        Whether it serves only some workloads (C{namespaces}, C{podSelector}).
+        """
+        return bool(self.namespaces) or self.pod_selector is not None
 
     @property
     def name(self):
@@ -199,6 +211,7 @@ class Config:
     allow_upstream = attr.ib(default=True)
     admin = attr.ib(default=DEFAULT_ADMIN_SOCKET)
     admin_token_file = attr.ib(default="")
+    events = attr.ib(default=True)
 
     @property
     def offline(self):

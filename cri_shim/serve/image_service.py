@@ -14,7 +14,8 @@ from google.protobuf.message import DecodeError
 from twisted.internet.defer import CancelledError
 from twisted.logger import Logger
 
-from cri_shim.model import reference, rewrite
+from cri_shim.model import podevent, reference, rewrite
+from cri_shim.model.selector import Pod
 from cri_shim.serve import methods
 from cri_shim.metrics import Metrics
 from cri_shim.serve.upstream import Abort, thd_metadata, thd_timeout
@@ -36,18 +37,23 @@ class ImageService:
         call's rewrite is decided once, here.
     :param report_unreachable: a callable C{(registry name, reason)}, safe to
         call from any thread, for pulls that could not reach a registry.
+    :param report_event: a callable taking a L{podevent.PodEvent}, safe to
+        call from any thread and returning at once (it hands the event to
+        the reactor; a pull never waits for it to be posted).
     """
 
     log = Logger()
 
     def __init__(self, package, upstream, holder, lookup,
-                 report_unreachable=lambda name, reason: None, metrics=None):
+                 report_unreachable=lambda name, reason: None, metrics=None,
+                 report_event=lambda event: None):
         self._metrics = metrics or Metrics()
         self._api = methods.API[package]
         self._package = package
         self._holder = holder
         self._lookup = lookup
         self._report_unreachable = report_unreachable
+        self._report_event = report_event
         self._status = upstream.unary(methods.path(package, "ImageService", "ImageStatus"))
         self._pull = upstream.unary(methods.path(package, "ImageService", "PullImage"))
         self._remove = upstream.unary(methods.path(package, "ImageService", "RemoveImage"))
@@ -128,10 +134,12 @@ class ImageService:
         if ref is None:
             return self._call_cancellable(self._pull, raw, context)
         snapshot = self._holder.current
-        decision, cache_hit = self._decide(context, snapshot, ref)
-        self._refuse_upstream(snapshot, decision, name)
+        pod = _pod(request)
+        decision, cache_hit = self._decide(context, snapshot, ref, pod)
+        self._refuse_upstream(snapshot, decision, name, pod)
         kubelet_sent_auth = request.HasField("auth")
         failed = set()
+        failures = []
         while True:
             body = self._pull_body(request, raw, decision, kubelet_sent_auth)
             try:
@@ -146,41 +154,53 @@ class ImageService:
                 if not decision.moved or abort.code == grpc.StatusCode.CANCELLED:
                     raise
                 registry = decision.registry.name
-                snapshot.cache.discard(rewrite.cache_key(ref))
+                snapshot.cache.discard(rewrite.cache_key(ref, rewrite.scope(snapshot.config,
+                                                                            pod)))
                 failed.add(registry)
+                failures.append((registry, abort.details))
                 if _unreachable(abort.details):
                     self._report_unreachable(registry, "pull failed: " + abort.details[:200])
                 self.log.warn(
                     "PullImage {original} from {registry} failed ({code}: {details}); "
                     "trying the next registry", original=name, registry=registry,
                     code=abort.code.name, details=abort.details)
-                retry = self._lookup(context, snapshot, ref, frozenset(failed))
+                retry = self._lookup(context, snapshot, ref, frozenset(failed), pod)
                 if not retry.moved:
+                    self._post(podevent.failed_over(pod, name, failures))
                     raise
                 decision, cache_hit = retry, False
                 continue
             self._log_decision(snapshot, "PullImage", name, _result(decision, name),
                                decision.registry, cache_hit, decision.source)
+            self._post(podevent.pulled(pod, name, decision, failures))
             return response
 
     # -- helpers ---------------------------------------------------------------
 
-    def _decide(self, context, snapshot, ref):
+    def _decide(self, context, snapshot, ref, pod):
         """
+        :param pod: the L{Pod} the pull is for, or C{None}.
         :return: C{(decision, cache_hit)}.
         """
-        decision = rewrite.decide_without_lookup(snapshot.config, ref)
+        decision = rewrite.decide_without_lookup(snapshot.config, ref, pod)
         if decision is not None:
             return decision, False
-        cached = snapshot.cache.get(rewrite.cache_key(ref))
+        cached = snapshot.cache.get(rewrite.cache_key(ref, rewrite.scope(snapshot.config, pod)))
         # A rewrite to a registry found down since is looked up again: the
         # lookup asks the others first.
         if cached is not None and (cached.registry is None or
                                    cached.registry.name not in snapshot.down):
             return cached, True
-        return self._lookup(context, snapshot, ref, frozenset()), False
+        return self._lookup(context, snapshot, ref, frozenset(), pod), False
 
-    def _refuse_upstream(self, snapshot, decision, name):
+    def _post(self, event):
+        """
+        Hand a pod event, if any, to the reactor; never waits.
+        """
+        if event is not None:
+            self._report_event(event)
+
+    def _refuse_upstream(self, snapshot, decision, name, pod):
         """
         With C{allowUpstream: false}, an image no configured registry holds
         is refused instead of being pulled from where it names.
@@ -191,6 +211,7 @@ class ImageService:
         self.log.warn("PullImage {original} refused: no configured registry has it "
                       "(asked: {tried}) and allowUpstream is false", original=name,
                       tried=tried)
+        self._post(podevent.refused(pod, name, decision.tried))
         raise Abort(grpc.StatusCode.NOT_FOUND,
                     "image {} is not in any configured registry (asked: {}); pulling from "
                     "its own registry is off (allowUpstream: false)".format(name, tried))
@@ -321,6 +342,20 @@ def _parse_name(name):
         return reference.parse(name).with_default_tag()
     except reference.InvalidReference:
         return None
+
+
+def _pod(request):
+    """
+    :return: the L{Pod} a PullImageRequest is for, from its C{sandbox_config}
+        (kubelet sends it; crictl and pre-pulls do not), or C{None}.
+    """
+    if not request.HasField("sandbox_config"):
+        return None
+    config = request.sandbox_config
+    metadata = config.metadata
+    if not metadata.name or not metadata.namespace:
+        return None
+    return Pod(metadata.name, metadata.namespace, metadata.uid, dict(config.labels))
 
 
 def _result(decision, name):

@@ -52,13 +52,15 @@ class ShimTestMixin:
         self.holders = {}
         self.resolved = []
         self.unreachable = []
+        self.events = []
         upstream = Upstream(os.path.join(folder, "runtime.sock"))
         self.addCleanup(upstream.close)
         rewriting = {}
         for package in methods.API:
             rewriting.update(ImageService(
                 package, upstream, self.holder, self.lookup,
-                lambda name, reason: self.unreachable.append((name, reason))).handlers())
+                lambda name, reason: self.unreachable.append((name, reason)),
+                report_event=self.events.append).handlers())
         handler = ProxyHandler(upstream, rewriting, lambda: self.holder.current.config.timeout)
         self.server = grpc.server(ThreadPoolExecutor(8), handlers=[handler],
                                   options=SERVER_OPTIONS)
@@ -77,18 +79,19 @@ class ShimTestMixin:
                             key=lambda r: (-r.priority, not r.offline, r.name))
         return config.Config(registries=tuple(registries))
 
-    def lookup(self, context, snapshot, ref, exclude):
+    def lookup(self, context, snapshot, ref, exclude, pod=None):
         """
         The resolver's lookup contract, answered from C{self.holders}.
         """
         self.resolved.append((str(ref), frozenset(exclude)))
         holding = self.holders.get(str(ref), ())
-        found = rewrite.candidates(snapshot.config, ref, exclude, snapshot.down)
+        found = rewrite.candidates(snapshot.config, ref, exclude, snapshot.down, pod)
         for candidate in found:
             if candidate.registry.name in holding:
                 decision = rewrite.Decision(ref, candidate.target, candidate.registry,
                                             rewrite.PROBE)
-                snapshot.cache.put(rewrite.cache_key(ref), decision, 60)
+                snapshot.cache.put(rewrite.cache_key(ref, rewrite.scope(snapshot.config, pod)),
+                                   decision, 60)
                 return decision
         return rewrite.Decision(ref, None, None, rewrite.NOBODY,
                                 tuple(c.registry.name for c in found))
