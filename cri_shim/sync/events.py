@@ -196,7 +196,7 @@ class EventRecorder(service.Service):
         series = self._series.get(key)
         stamp = _timestamp(at)
         if series is not None and at - series.last <= AGGREGATE_WINDOW:
-            code = yield self._request(b"PATCH", pod.namespace, series.name, {
+            code = yield self._request("PATCH", pod.namespace, series.name, {
                 "count": series.count + 1, "lastTimestamp": stamp},
                 "application/strategic-merge-patch+json")
             if code == 200:
@@ -209,7 +209,7 @@ class EventRecorder(service.Service):
                 return
         self._serial += 1
         name = "{}.{:x}{:04x}".format(pod.name, int(at * 1e9), self._serial % 0x10000)
-        code = yield self._request(b"POST", pod.namespace, None, self._event(
+        code = yield self._request("POST", pod.namespace, None, self._event(
             event, name, stamp), "application/json")
         if code in (200, 201):
             self._series[key] = _Series(name, 1, at)
