@@ -9,11 +9,13 @@ import shutil
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 
+import attr
 import grpc
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from cri_shim.model import config, rewrite
+from cri_shim.model.selector import Pod
 from cri_shim.serve import methods
 from dev.cri_client import CRIClient
 from cri_shim.serve.grpc_server import SERVER_OPTIONS
@@ -285,6 +287,69 @@ class PullImageTestsMixin(ShimTestMixin):
         self.assertEqual(self.runtime_calls("PullImage"), [])
         self.pull("mirror.example/team/app:2")
         self.assertEqual(len(self.runtime_calls("PullImage")), 1)
+
+    def pull_for(self, image, namespace, labels=None):
+        """
+        Pull C{image} as kubelet does for a pod in C{namespace}.
+        """
+        request = self.api.PullImageRequest(image=self.api.ImageSpec(image=image))
+        request.sandbox_config.metadata.name = "web-1"
+        request.sandbox_config.metadata.namespace = namespace
+        request.sandbox_config.metadata.uid = "uid-1"
+        request.sandbox_config.labels.update(labels or {})
+        return self.client.PullImage(request, timeout=10)
+
+    def test_pod_events(self):
+        """
+        A pull for a pod that was moved, failed over or refused hands one
+        event on that pod to C{report_event}; pulls without a pod, or not
+        moved, hand none.
+        """
+        pod = Pod("web-1", "team-a", "uid-1", {"app": "web"})
+        self.holders["docker.io/library/nginx:1"] = ["sealos.hub:5000", "mirror.example"]
+        self.pull("nginx:1")
+        self.pull_for("quay.io/nobody/has:1", "team-a")
+        self.assertEqual(self.events, [])
+        self.pull_for("nginx:1", "team-a", {"app": "web"})
+        self.runtime.failures["sealos.hub:5000/library/nginx:1"] = (
+            grpc.StatusCode.UNKNOWN, "failed to resolve: dial tcp: connect: connection refused")
+        self.pull_for("nginx:1", "team-a", {"app": "web"})
+        self.holder.publish(config.Config(registries=self.holder.current.config.registries,
+                                          allow_upstream=False))
+        self.assertRaises(grpc.RpcError, self.pull_for, "quay.io/a/b:1", "team-a",
+                          {"app": "web"})
+        self.assertEqual([(event.pod, event.reason, event.message) for event in self.events], [
+            (pod, "ImageRewritten", "pulled nginx:1 from sealos.hub:5000 as "
+             "sealos.hub:5000/library/nginx:1"),
+            (pod, "RegistryFailover", "pulled nginx:1 from mirror.example as "
+             "mirror.example/library/nginx:1 (sealos.hub:5000 pull failed: connection refused)"),
+            (pod, "ImageRefused", "refused quay.io/a/b:1: no configured registry serving this "
+             "pod has it (asked: sealos.hub:5000, mirror.example, open.example) and "
+             "allowUpstream is false"),
+        ])
+
+    def test_routed_by_namespace(self):
+        """
+        A registry restricted to a namespace serves only pulls for pods
+        there, with its own login; its decision is cached for them alone.
+        """
+        team = attr.evolve(MIRROR, namespaces=("team-a",))
+        self.holder.publish(config.Config(registries=(OFFLINE, team, OPEN)))
+        self.holders["docker.io/library/app:1"] = ["mirror.example", "open.example"]
+        for pull in (lambda: self.pull_for("app:1", "team-a"),
+                     lambda: self.pull_for("app:1", "team-b"),
+                     lambda: self.pull("app:1"),
+                     lambda: self.pull_for("app:1", "team-a")):
+            pull()
+        sent = [self.api.PullImageRequest.FromString(raw)
+                for _, raw, _, _ in self.runtime_calls("PullImage")]
+        self.assertEqual([(request.image.image, request.auth.username) for request in sent], [
+            ("mirror.example/library/app:1", "mirror-user"),
+            ("open.example/library/app:1", ""),
+            ("open.example/library/app:1", ""),
+            ("mirror.example/library/app:1", "mirror-user"),
+        ])
+        self.assertEqual(len(self.resolved), 2)
 
     def test_garbage(self):
         """
