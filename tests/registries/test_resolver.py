@@ -390,8 +390,9 @@ class PodScopeTests(SynchronousTestCase):
         self.prober.answer("mirror.example", True)
         self.prober.answer("backup.example/proj", True)
         self.assertEqual(self.successResultOf(mine).registry.name, "mirror.example")
-        self.assertEqual(self.successResultOf(theirs).registry.name, "backup.example/proj")
-        self.assertIs(self.successResultOf(none), self.successResultOf(theirs))
+        theirs = self.successResultOf(theirs)
+        self.assertEqual(theirs.registry.name, "backup.example/proj")
+        self.assertIs(self.successResultOf(none), theirs)
         cache = self.holder.current.cache
         self.assertEqual(cache.get("docker.io/library/nginx:1 for mirror.example").registry.name,
                          "mirror.example")
