@@ -455,11 +455,12 @@ TOP_KINDS = {
     "debug": "bool", "timeout": "duration", "reloadInterval": "duration",
     "offlinePriority": "int", "probeTimeout": "duration", "registries": "list-of-maps",
     "cache": "map", "mirrorOf": "domains", "configMap": "map", "healthCheck": "map",
-    "allowUpstream": "bool", "admin": "admin", "adminTokenFile": "path",
+    "allowUpstream": "bool", "admin": "admin", "adminTokenFile": "path", "events": "bool",
     "insecureSkipVerify": "bool", "caFile": "path", "certFile": "path", "keyFile": "path",
 }
 REGISTRY_KINDS = {
     "address": "address", "auth": "auth", "priority": "int", "mirrorOf": "domains",
+    "namespaces": "namespaces", "podSelector": "selector",
     "insecureSkipVerify": "bool", "caFile": "path", "certFile": "path", "keyFile": "path",
 }
 CACHE_KINDS = {
@@ -487,6 +488,11 @@ WRONG = {
     "domains": [12, True, {"a": 1}, [1], [[1]], ["bad domain!"]],
     "list-of-maps": ["x", 12, True, {"a": 1}, [1], ["x"]],
     "map": ["x", 12, True, [1]],
+    "namespaces": [12, True, {"a": 1}, [1], [], ["Bad_NS"], [[1]]],
+    "selector": ["x", 12, True, [1], {"matchLabels": [1]}, {"matchLabels": {"a": True}},
+                 {"matchLabels": {"bad key!": "x"}}, {"matchExpressions": "x"},
+                 {"matchExpressions": [{"key": "a", "operator": "Has"}]},
+                 {"matchExpressions": [{"key": "a", "operator": "In"}]}],
     "name": [[1], {"a": 1}, True, "Not_Valid!", "x" * 300],
 }
 
