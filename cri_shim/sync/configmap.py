@@ -20,7 +20,7 @@ from twisted.internet.defer import inlineCallbacks, returnValue
 from twisted.logger import Logger
 
 from cri_shim.model import config as configuration, merge, schema
-from cri_shim.sync.atomic import write_atomically
+from cri_shim.files import write_atomically
 from cri_shim.registries.httputil import describe_failure, read_capped
 from cri_shim.metrics import Metrics
 from cri_shim.sync.reloader import log_notices

@@ -1,5 +1,5 @@
 """
-Tests for L{cri_shim.sync.atomic}.
+Tests for L{cri_shim.files}.
 """
 
 import os
@@ -9,7 +9,7 @@ import tempfile
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from cri_shim.sync.atomic import write_atomically
+from cri_shim.files import write_atomically
 
 
 class WriteAtomicallyTests(SynchronousTestCase):
