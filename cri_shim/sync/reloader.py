@@ -17,7 +17,7 @@ from cri_shim.metrics import Metrics
 from cri_shim.sync.ticker import Ticker
 
 #: Settings that only take effect at start.
-RESTART_ONLY = ("shim", "cri", "force", "admin", "admin_token_file")
+RESTART_ONLY = ("shim", "cri", "force", "admin", "admin_token_file", "state_dir")
 
 
 class ConfigReloader(service.Service):

@@ -139,6 +139,19 @@ class ConfigReloaderTests(SynchronousTestCase):
         [warning] = [e for e in events if e["log_level"] == LogLevel.warn]
         self.assertEqual(warning["keys"], "shim, force")
 
+    def test_state_dir_restart_only(self):
+        """
+        A changed C{stateDir} is held back too: the names store was opened
+        there at start.
+        """
+        self.start()
+        with capturedLogs() as events:
+            self.write(GOOD + b"stateDir: /srv/elsewhere\n")
+            self.reactor.advance(10)
+        self.assertEqual(self.holder.current.config.state_dir, config.DEFAULT_STATE_DIR)
+        [warning] = [e for e in events if e["log_level"] == LogLevel.warn]
+        self.assertEqual(warning["keys"], "state_dir")
+
     def test_sighup(self):
         """
         SIGHUP reloads at once; stopping restores the previous handler.
