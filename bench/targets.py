@@ -33,8 +33,10 @@ class Shim(Child):
         self.config_path = os.path.join(directory, name + ".yaml")
         self.admin = os.path.join(directory, name + "-admin.sock")
         with open(self.config_path, "w") as f:
-            # Each shim its own admin socket: the default one is the host's.
-            f.write("shim: {}\nadmin: {}\n".format(self.socket, self.admin) + config_text)
+            # Each shim its own admin socket and names store: the default
+            # ones are the host's.
+            f.write("shim: {}\nadmin: {}\nstateDir: {}\n".format(
+                self.socket, self.admin, os.path.join(directory, name + "-state")) + config_text)
         Child.__init__(self, name, [
             PY, "-c", "from twisted.scripts.twistd import run; run()", "-n", "--pidfile=",
             "image-cri-shim", "--config", self.config_path],

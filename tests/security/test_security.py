@@ -237,6 +237,7 @@ def _base_lines(node, admin=None):
         "shim: {}".format(node.socket),
         "cri: {}".format(node.containerd.socket),
         "admin: {}".format(admin or node.admin),
+        "stateDir: {}".format(node.state_dir),
     ]
 
 
