@@ -57,12 +57,34 @@ def present_status(api, view, raw):
     return raw
 
 
-def _present_list(api, view, raw):
-    response = api.ListImagesResponse.FromString(raw)
-    changed = False
-    for image in response.images:
-        changed = _present_image(view, image) or changed
-    return response.SerializeToString() if changed else raw
+#: Images whose shown form is kept between ListImages calls, at most.
+MAX_KEPT_IMAGES = 4096
+
+
+def _present_list(api, view, raw, kept):
+    """
+    :param kept: a dict of an C{images} field's bytes to its shown bytes,
+        for L{view}: each image is decoded only the first time it is seen
+        (a runtime lists its images in any order, so whole answers seldom
+        repeat, but the images in them do).
+    :return: the raw ListImagesResponse C{raw} shown through C{view}.
+    """
+    parts = []
+    for number, kind, start, value_start, end in wire.split(raw):
+        piece = raw[start:end]
+        if number == 1 and kind == 2:
+            shown = kept.get(piece)
+            if shown is None:
+                image = api.Image.FromString(raw[value_start:end])
+                shown = piece
+                if _present_image(view, image):
+                    shown = wire.field(1, image.SerializeToString())
+                if len(kept) >= MAX_KEPT_IMAGES:
+                    kept.clear()
+                kept[piece] = shown
+            piece = shown
+        parts.append(piece)
+    return b"".join(parts)
 
 
 def thd_image_names(upstream, packages=("runtime.v1", "runtime.v1alpha2")):
@@ -111,6 +133,8 @@ class NameView:
         self._local_name = local_name
         self._list = upstream.unary(methods.path(package, "ImageService", "ListImages"))
         self._create = upstream.unary(methods.path(package, "RuntimeService", "CreateContainer"))
+        # The view and the images shown through it (see _present_list).
+        self._kept = (None, {})
 
     def handlers(self):
         """
@@ -141,7 +165,16 @@ class NameView:
         if target is not None:
             request.filter.image.image = target
             raw = request.SerializeToString()
-        return _present_list(self._api, view, self._call(self._list, raw, context))
+        kept_view, kept = self._kept
+        if kept_view is not view:
+            kept = {}
+            self._kept = (view, kept)
+        answer = self._call(self._list, raw, context)
+        try:
+            return _present_list(self._api, view, answer, kept)
+        except (wire.WireError, DecodeError):
+            # Not ours to judge: the caller gets what the runtime said.
+            return answer
 
     def CreateContainer(self, raw, context):
         """
