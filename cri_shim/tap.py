@@ -34,6 +34,8 @@ from cri_shim.ops.dryrun import dry_run
 from cri_shim.registries.health import RegistryHealthChecker
 from cri_shim.serve.grpc_server import GrpcServerService, SocketInUse, claim_socket
 from cri_shim.serve.image_service import ImageService
+from cri_shim.serve.name_store import NameStore, ReconcileService
+from cri_shim.serve.views import NameView, thd_image_names
 from cri_shim.metrics import Metrics
 from cri_shim.serve.passthrough import ProxyHandler
 from cri_shim.registries.probe import Prober
@@ -150,10 +152,14 @@ def makeService(options, reactor=None):
     upstream = Upstream(cri)
     lookup = cancellable_caller(reactor, resolver.lookup)
     report_unreachable = partial(reactor.callFromThread, health.report_unreachable)
+    store = NameStore(config.state_dir)
     rewriting = {}
     for package in methods.API:
-        rewriting.update(ImageService(package, upstream, holder, lookup, report_unreachable,
-                                      metrics).handlers())
+        images = ImageService(package, upstream, holder, lookup, report_unreachable, metrics,
+                              store)
+        rewriting.update(images.handlers())
+        rewriting.update(NameView(package, upstream, holder, store, images.thd_local_name,
+                                  metrics).handlers())
     proxy = ProxyHandler(upstream, rewriting, lambda: holder.current.config.timeout, metrics)
 
     # Control path first, the gRPC server last: MultiService stops in
@@ -169,6 +175,7 @@ def makeService(options, reactor=None):
     poller.setServiceParent(root)
     health.setServiceParent(root)
     CacheStatsLogger(holder, reactor).setServiceParent(root)
+    ReconcileService(store, partial(thd_image_names, upstream), reactor).setServiceParent(root)
     grpc_server = GrpcServerService(config.shim, proxy, upstream, reactor)
     if config.admin:
         add_readouts(metrics, holder, health, reloader, poller)
