@@ -35,6 +35,8 @@ from cri_shim.ops.dryrun import dry_run
 from cri_shim.registries.health import RegistryHealthChecker
 from cri_shim.serve.grpc_server import GrpcServerService, SocketInUse, claim_socket
 from cri_shim.serve.image_service import ImageService
+from cri_shim.serve.name_store import NameStore, ReconcileService
+from cri_shim.serve.views import NameView, thd_image_names
 from cri_shim.metrics import Metrics
 from cri_shim.serve.passthrough import ProxyHandler
 from cri_shim.registries.probe import Prober
@@ -154,10 +156,14 @@ def makeService(options, reactor=None):
     events = EventRecorder(holder, reactor, partial(kube.find_cluster, os.environ),
                            partial(_cluster_http, reactor), node_name(os.environ), metrics)
     report_event = partial(reactor.callFromThread, events.record)
+    store = NameStore(config.state_dir)
     rewriting = {}
     for package in methods.API:
-        rewriting.update(ImageService(package, upstream, holder, lookup, report_unreachable,
-                                      metrics, report_event).handlers())
+        images = ImageService(package, upstream, holder, lookup, report_unreachable, metrics,
+                              store, report_event)
+        rewriting.update(images.handlers())
+        rewriting.update(NameView(package, upstream, holder, store, images.thd_local_name,
+                                  metrics).handlers())
     proxy = ProxyHandler(upstream, rewriting, lambda: holder.current.config.timeout, metrics)
 
     # Control path first, the gRPC server last: MultiService stops in
@@ -174,6 +180,7 @@ def makeService(options, reactor=None):
     health.setServiceParent(root)
     events.setServiceParent(root)
     CacheStatsLogger(holder, reactor).setServiceParent(root)
+    ReconcileService(store, partial(thd_image_names, upstream), reactor).setServiceParent(root)
     grpc_server = GrpcServerService(config.shim, proxy, upstream, reactor)
     if config.admin:
         add_readouts(metrics, holder, health, reloader, poller)

@@ -14,6 +14,13 @@ from cri_shim.model import reference
 DEFAULT_SHIM_SOCKET = "/var/run/image-cri-shim.sock"
 DEFAULT_CONFIG_PATH = "/etc/image-cri-shim.yaml"
 DEFAULT_ADMIN_SOCKET = "/run/image-cri-shim/admin.sock"
+#: Where the shim keeps what it must remember across restarts (the folder of
+#: the Go shim's C{image} key).
+DEFAULT_STATE_DIR = "/var/lib/image-cri-shim"
+#: C{names}: the node shows images under the names they were asked for...
+NAMES_REQUESTED = "requested"
+#: ...or under the registry names they were pulled by (the Go shim's view).
+NAMES_REGISTRY = "registry"
 CRI_SOCKETS = (
     "/run/containerd/containerd.sock",
     "/var/run/cri-dockerd.sock",
@@ -212,6 +219,8 @@ class Config:
     admin = attr.ib(default=DEFAULT_ADMIN_SOCKET)
     admin_token_file = attr.ib(default="")
     events = attr.ib(default=True)
+    names = attr.ib(default=NAMES_REQUESTED)
+    state_dir = attr.ib(default=DEFAULT_STATE_DIR)
 
     @property
     def offline(self):

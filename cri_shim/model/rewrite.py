@@ -131,19 +131,24 @@ def cache_key(ref, scope=()):
     return name if not scope else "{} for {}".format(name, ",".join(scope))
 
 
-def local_names(config, ref, cached=None):
+def local_names(config, ref, cached=None, stored=None):
     """
     The names under which the runtime may already hold an image, in the
-    order ImageStatus and RemoveImage look them up: the cached rewrite first
-    (a warm lookup costs one runtime call), then the name as asked, then the
-    name on each candidate registry (so an image pulled earlier through the
-    shim is found even when every registry is unreachable).
+    order ImageStatus and RemoveImage look them up: the name it was stored
+    under when pulled through the shim, then the cached rewrite (a warm
+    lookup costs one runtime call), then the name as asked, then the name
+    on each candidate registry (so an image pulled earlier through the shim
+    is found even when every registry is unreachable).
 
     :param cached: the cached L{Decision} for C{ref}, if any.
+    :param stored: the name the names store has for C{ref}, if any.
     :return: an iterator of image names without duplicates, computed as
         they are asked for (a warm lookup needs only the first).
     """
     seen = set()
+    if stored is not None:
+        seen.add(stored)
+        yield stored
     if cached is not None and cached.target is not None:
         seen.add(str(cached.target))
         yield str(cached.target)

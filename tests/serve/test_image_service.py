@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 import attr
 import grpc
 from twisted.internet.task import Clock
+from twisted.logger import LogLevel, capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 
 from cri_shim.model import config, rewrite
@@ -21,6 +22,7 @@ from dev.cri_client import CRIClient
 from cri_shim.serve.grpc_server import SERVER_OPTIONS
 from cri_shim.serve.image_service import ImageService
 from cri_shim.serve.passthrough import ProxyHandler
+from cri_shim.serve.views import NameView
 from cri_shim.snapshot import SnapshotHolder
 from cri_shim.testing import FakeRuntime, registry_config
 from cri_shim.serve.upstream import CHANNEL_OPTIONS, Upstream
@@ -43,11 +45,20 @@ class ShimTestMixin:
     """
 
     package = "runtime.v1"
+    runtime_type = FakeRuntime
+
+    def make_store(self, folder):
+        """
+        :return: the names store to serve with (and the ListImages and
+            CreateContainer handlers with it), or C{None} for none.
+        """
+        return None
 
     def setUp(self):
         folder = tempfile.mkdtemp(prefix="ics-", dir="/tmp")
         self.addCleanup(shutil.rmtree, folder, True)
-        self.runtime = FakeRuntime(os.path.join(folder, "runtime.sock"), self.package)
+        self.folder = folder
+        self.runtime = self.runtime_type(os.path.join(folder, "runtime.sock"), self.package)
         self.addCleanup(self.runtime.stop)
         self.clock = Clock()
         self.holder = SnapshotHolder(self.make_config(), self.clock.seconds)
@@ -57,12 +68,17 @@ class ShimTestMixin:
         self.events = []
         upstream = Upstream(os.path.join(folder, "runtime.sock"))
         self.addCleanup(upstream.close)
+        self.store = self.make_store(folder)
         rewriting = {}
         for package in methods.API:
-            rewriting.update(ImageService(
+            images = ImageService(
                 package, upstream, self.holder, self.lookup,
-                lambda name, reason: self.unreachable.append((name, reason)),
-                report_event=self.events.append).handlers())
+                lambda name, reason: self.unreachable.append((name, reason)), store=self.store,
+                report_event=self.events.append)
+            rewriting.update(images.handlers())
+            if self.store is not None:
+                rewriting.update(NameView(package, upstream, self.holder, self.store,
+                                          images.thd_local_name).handlers())
         handler = ProxyHandler(upstream, rewriting, lambda: self.holder.current.config.timeout)
         self.server = grpc.server(ThreadPoolExecutor(8), handlers=[handler],
                                   options=SERVER_OPTIONS)
@@ -233,6 +249,25 @@ class PullImageTestsMixin(ShimTestMixin):
             grpc.StatusCode.NOT_FOUND, "second")
         error = self.assertRaises(grpc.RpcError, self.pull, "nginx:1")
         self.assertEqual((error.code(), error.details()), (grpc.StatusCode.NOT_FOUND, "second"))
+
+    def test_relayed_failure_logged(self):
+        """
+        A pull relayed unchanged that fails (a name no registry holds, or a
+        name the shim cannot parse) is logged at info with the runtime's
+        answer, debug off; kubelet's credentials are not.
+        """
+        for name in ("nosuchimage:1", "Not A Valid Name"):
+            self.runtime.failures[name] = (grpc.StatusCode.NOT_FOUND, "pull access denied")
+        with capturedLogs() as events:
+            for name in ("nosuchimage:1", "Not A Valid Name"):
+                self.assertRaises(grpc.RpcError, self.pull, name, username="kubelet",
+                                  password="kubelet-pw")
+        logged = [(event["log_level"], event["original"], event["code"], event["details"])
+                  for event in events if "original" in event]
+        self.assertEqual(logged, [
+            (LogLevel.info, name, "NOT_FOUND", "pull access denied")
+            for name in ("nosuchimage:1", "Not A Valid Name")])
+        self.assertNotIn("kubelet-pw", repr(events))
 
     def test_cached_decision(self):
         """

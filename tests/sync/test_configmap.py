@@ -16,7 +16,7 @@ from twisted.logger import LogLevel, capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 
 from cri_shim.model import config, schema
-from cri_shim.sync.atomic import write_atomically
+from cri_shim.files import write_atomically
 from cri_shim.sync.configfile import read_config
 from cri_shim.sync.configmap import MAX_BACKOFF, ConfigMapPoller
 from cri_shim.sync.reloader import ConfigReloader

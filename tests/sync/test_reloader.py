@@ -13,7 +13,7 @@ from twisted.logger import LogLevel, capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 
 from cri_shim.model import config, schema
-from cri_shim.sync.atomic import write_atomically
+from cri_shim.files import write_atomically
 from cri_shim.sync.configfile import read_config
 from cri_shim.sync.reloader import ConfigReloader
 from cri_shim.snapshot import SnapshotHolder
@@ -135,6 +135,19 @@ class ConfigReloaderTests(_ReloaderCase):
                          (True, config.DEFAULT_SHIM_SOCKET, True))
         [warning] = [e for e in events if e["log_level"] == LogLevel.warn]
         self.assertEqual(warning["keys"], "shim, force")
+
+    def test_state_dir_restart_only(self):
+        """
+        A changed C{stateDir} is held back too: the names store was opened
+        there at start.
+        """
+        self.start()
+        with capturedLogs() as events:
+            self.write(GOOD + b"stateDir: /srv/elsewhere\n")
+            self.reactor.advance(10)
+        self.assertEqual(self.holder.current.config.state_dir, config.DEFAULT_STATE_DIR)
+        [warning] = [e for e in events if e["log_level"] == LogLevel.warn]
+        self.assertEqual(warning["keys"], "state_dir")
 
     def test_sighup(self):
         """
