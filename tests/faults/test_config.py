@@ -456,6 +456,7 @@ TOP_KINDS = {
     "offlinePriority": "int", "probeTimeout": "duration", "registries": "list-of-maps",
     "cache": "map", "mirrorOf": "domains", "configMap": "map", "healthCheck": "map",
     "allowUpstream": "bool", "admin": "admin", "adminTokenFile": "path", "events": "bool",
+    "names": "names", "stateDir": "path",
     "insecureSkipVerify": "bool", "caFile": "path", "certFile": "path", "keyFile": "path",
 }
 REGISTRY_KINDS = {
@@ -488,6 +489,7 @@ WRONG = {
     "domains": [12, True, {"a": 1}, [1], [[1]], ["bad domain!"]],
     "list-of-maps": ["x", 12, True, {"a": 1}, [1], ["x"]],
     "map": ["x", 12, True, [1]],
+    "names": ["sometimes", 12, True, [1], {"a": 1}],
     "namespaces": [12, True, {"a": 1}, [1], [], ["Bad_NS"], [[1]]],
     "selector": ["x", 12, True, [1], {"matchLabels": [1]}, {"matchLabels": {"a": True}},
                  {"matchLabels": {"bad key!": "x"}}, {"matchExpressions": "x"},
