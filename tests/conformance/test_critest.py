@@ -8,13 +8,10 @@ shared by the tests that read it.  What is asserted today:
 - the run produced a report (the suite ran at all);
 - relay == direct, spec for spec: the shim relaying every call changes no
   outcome;
-- rewrite ran the same specs as direct.
-
-That rewrite == direct is expected to fail until issue 11's transparent
-names: through the shim a pulled image is stored under the registry's name,
-so creating a container by the name that was pulled, and the image tests'
-C{repo_tags}, fail.  It is marked C{todo}: when it starts passing, trial
-reports an unexpected success, and the mark must go.
+- rewrite == direct, spec for spec: with every pull moved to the shim's
+  registry, transparent names (C{names: requested}) make the node look as if
+  each image had been pulled under the name asked for, so creating a
+  container by that name and the image tests' C{repo_tags} pass as directly.
 
 Every run prints its line of the table and its failures; C{python -m
 tests.conformance} runs all six and prints the whole table.
@@ -104,10 +101,6 @@ class _CritestMixin:
         has directly.
         """
         self.assertSameOutcomes(_run(self.runtime, "direct"), _run(self.runtime, "rewrite"))
-
-    test_rewrite.todo = (
-        "issue 11: images pulled through the shim are stored under the registry's "
-        "name, so CreateContainer by the pulled name and repo_tags differ")
 
 
 class Containerd16Tests(_CritestMixin, unittest.SynchronousTestCase):

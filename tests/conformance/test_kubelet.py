@@ -62,8 +62,9 @@ class _KubeletMixin:
              "docker.io/library/nginx@" + self.result.stand_in_digest)])
 
     test_status_names_requested.todo = (
-        "issue 11: images pulled through the shim are stored under the registry's "
-        "name, which the kubelet's ImageStatus (through the shim) reports")
+        "the pod status' image comes from the runtime's ContainerStatus, and this kubelet "
+        "reaches containerd directly for the RuntimeService (only images go through the "
+        "shim): containerd names the container's image by the registry's tag")
 
     def test_pull_rewritten(self):
         """

@@ -26,7 +26,10 @@ def _field(number, payload):
 
 
 def _request(image, padding=b""):
-    spec = API.ImageSpec(image=image, annotations={"z": "1", "a": "2"}).SerializeToString()
+    # Deterministic: protobuf 3.21 (Debian's) writes map entries in an order
+    # of its own that may differ between two messages.
+    spec = API.ImageSpec(image=image, annotations={"z": "1", "a": "2"}).SerializeToString(
+        deterministic=True)
     # A varint, a fixed64 and a fixed32 field around the image.
     config = b"\x18\x01" + _field(2, spec) + b"\x21" + b"\x00" * 8 + b"\x2d" + b"\x00" * 4
     return _field(1, b"pod") + _field(2, config + padding) + UNKNOWN

@@ -54,7 +54,10 @@ class ViewTestsMixin(ShimTestMixin):
             label, annotations on the image and an unknown field.
         """
         spec = self.api.ImageSpec(image=image, annotations={"b": "2", "a": "1"})
-        container = (_field(1, _field(1, b"web")) + _field(2, spec.SerializeToString())
+        # Deterministic: protobuf 3.21 (Debian's) may write map entries in
+        # another order each time.
+        container = (_field(1, _field(1, b"web")) + _field(2, spec.SerializeToString(
+            deterministic=True))
                      + _field(9, _field(1, b"k") + _field(2, b"v")))
         return _field(1, b"sandbox-1") + _field(2, container) + UNKNOWN_FIELD
 
