@@ -239,6 +239,23 @@ def _program(name):
     return _read(os.path.join(PROGRAMS_DIR, name))
 
 
+#: The programs :func:`stand_ins` puts in images (``dev/tools/images/*``).
+PROGRAMS = ("pause", "web", "nnp")
+
+
+def skip_reason():
+    """
+    :return: why :func:`stand_ins` cannot build here (a program ``make
+        tools`` builds is missing), or ``None``.
+    """
+    missing = [name for name in PROGRAMS
+               if not os.path.exists(os.path.join(PROGRAMS_DIR, name))]
+    if missing:
+        return "no stand-in image programs {} in {} (make tools)".format(
+            ", ".join(missing), PROGRAMS_DIR)
+    return None
+
+
 def stand_ins(sandbox_image=node.SANDBOX_IMAGE):
     """
     :return: the :class:`Image` list: every image critest v1.37.0 pulls on

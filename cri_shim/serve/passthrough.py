@@ -78,15 +78,11 @@ class ProxyHandler(grpc.GenericRpcHandler):
         return relay
 
 
-#: The server-streaming CRI methods (relayed as streams), counted under
-#: their own names; any other streamed path is counted as C{other}.
-_STREAMING = frozenset([methods.path("runtime.v1", "RuntimeService", "GetContainerEvents")])
-
-
 def _labels(path):
     """
     :return: the C{(service, method)} metric labels of a streamed call: its
-        own for a method in L{_STREAMING}, C{("other", "other")} for any
-        other path (made-up paths must not make up labels).
+        own for a server-streaming CRI method (L{methods.STREAMING}),
+        C{("other", "other")} for any other path (made-up paths must not
+        make up labels).
     """
-    return split(path) if path in _STREAMING else ("other", "other")
+    return split(path) if path in methods.STREAMING else ("other", "other")

@@ -6,6 +6,9 @@
 #   dev/tools/build.sh containerd v2.4.2    containerd, containerd-shim-runc-v2, ctr
 #   dev/tools/build.sh images     VERSION   the stand-in test image programs
 #                                           (dev/tools/images/*, our own code)
+#   dev/tools/build.sh cri-api    v0.37.2   k8s.io/cri-api's .proto files, left
+#                                           in the module cache and linked
+#                                           from TOOLS_DIR/cri-api/VERSION
 #
 # The module's source is fetched with `go mod download` (checksums verified
 # against go.sum / the checksum database), copied into TOOLS_DIR/src and built
@@ -16,7 +19,7 @@
 # repository outside TOOLS_DIR.
 set -euo pipefail
 
-name=${1:?usage: build.sh cri-tools|containerd|images VERSION}
+name=${1:?usage: build.sh cri-tools|containerd|images|cri-api VERSION}
 version=${2:?usage: build.sh NAME VERSION}
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -31,12 +34,19 @@ mkdir -p "$bin" "$tools/stamps" "$tools/src"
 export GOTOOLCHAIN=local GOFLAGS=-trimpath GO111MODULE=on
 start=$(date +%s)
 
+# The module's folder in the module cache (read-only), downloaded if need be.
+module_dir() {
+    local dir
+    dir=$("$go" mod download -json "$1@$version" |
+          sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')
+    [ -n "$dir" ] && [ -d "$dir" ] || { echo "build.sh: $1@$version: no source" >&2; exit 1; }
+    echo "$dir"
+}
+
 # The module's source, copied to a writable folder of its own.
 module_source() {
-    local module=$1 dir dest=$tools/src/$(basename "$1")@$version
-    dir=$("$go" mod download -json "$module@$version" |
-          sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')
-    [ -n "$dir" ] && [ -d "$dir" ] || { echo "build.sh: $module@$version: no source" >&2; exit 1; }
+    local dir dest=$tools/src/$(basename "$1")@$version
+    dir=$(module_dir "$1")
     rm -rf "$dest"
     cp -r "$dir" "$dest"
     chmod -R u+w "$dest"
@@ -72,6 +82,11 @@ images)
         prog=$(basename "$dir")
         (cd "$dir" && CGO_ENABLED=0 "$go" build -ldflags "-s -w" -o "$out/$prog" .)
     done
+    ;;
+cri-api)
+    # Nothing to build: tests read its api.proto files where Go left them.
+    mkdir -p "$tools/cri-api"
+    ln -sfn "$(module_dir k8s.io/cri-api)" "$tools/cri-api/$version"
     ;;
 *)
     echo "build.sh: unknown tool $name" >&2

@@ -91,22 +91,56 @@ def skip_reason(binary=node.CONTAINERD2):
     reason = e2e_support.skip_reason() or node.skip_reason(binary)
     if reason is None:
         reason = kubelet_node.skip_reason()
-    if reason is None and not os.path.exists(
-            os.path.join(critest_images.PROGRAMS_DIR, "web")):
-        reason = f"no stand-in image programs in {critest_images.PROGRAMS_DIR} (make tools)"
-    return reason
+    return reason or critest_images.skip_reason()
 
 
-def images():
+def images(like=critest_images.E2E + "nginx:1.14-2", name=STAND_IN):
     """
-    :return: ``(pause, nginx)``: the :class:`critest_images.Image` of
-        containerd's sandbox image, and the stand-in web server named
-        :data:`STAND_IN`.
+    :return: ``(pause, stand-in)``: the :class:`critest_images.Image` of
+        containerd's sandbox image, and critest's stand-in ``like`` (by
+        default the web server) under ``name``.
     """
     by_name = {image.names[0]: image for image in critest_images.stand_ins()}
-    web = by_name[critest_images.E2E + "nginx:1.14-2"]
+    model = by_name[like]
     return (by_name[node.SANDBOX_IMAGE],
-            critest_images.Image([STAND_IN], web.layers, web.config))
+            critest_images.Image([name], model.layers, model.config))
+
+
+def make_node(runtime):
+    """
+    A sandbox node of ``runtime`` (a key of :data:`critest.RUNTIMES`) for
+    the shim, not started: two registries, the first (the shim's
+    ``address:``, with a login) for the stand-ins the shim pulls, the other
+    (a ``registries:`` entry, without a login) for the pause image.
+
+    :return: ``(e2e_support.ShimNode, node.NodeContainerd)``; the caller
+        cleans the ShimNode up.
+    """
+    shim_node = e2e_support.ShimNode(registries=(critest.SHIM_LOGIN, None))
+    containerd = node.NodeContainerd(os.path.join(shim_node.sandbox.directory, "c"),
+                                     binary=critest.RUNTIMES[runtime])
+    shim_node.sandbox.containerd = containerd
+    return shim_node, containerd
+
+
+def start_node(shim_node, containerd, stand_in):
+    """
+    Start a node of :func:`make_node` with the shim in front: the pause
+    image in the second registry, which containerd's registry hosts config
+    sends ``registry.k8s.io`` to; ``stand_in`` (a
+    :class:`critest_images.Image`) in the shim's registry; the shim's
+    default config.
+
+    :return: ``{name: manifest digest}`` of ``stand_in``.
+    """
+    shim_node.start_sandbox()
+    private, mirror = shim_node.sandbox.registries
+    critest_images.push(mirror, [images()[0]])
+    containerd.mirror(critest_images.split_name(node.SANDBOX_IMAGE)[0], mirror.url)
+    digests = critest_images.push(private, [stand_in])
+    shim_node.write_config()
+    shim_node.start_shim()
+    return digests
 
 
 def image_id(image):
@@ -117,15 +151,19 @@ def image_id(image):
     return "sha256:" + hashlib.sha256(image.blobs()[1][-1]).hexdigest()
 
 
-def crictl(containerd, *args):
+def crictl(endpoint, *args, parse=True):
     """
-    :return: ``crictl ARGS -o json`` against ``containerd``, parsed.
+    Run ``crictl ARGS`` (``-o json`` after the command when ``parse``) with
+    ``endpoint`` (``unix://...``) as its runtime and image endpoint.
+
+    :return: its output, parsed when ``parse``.
+    :raise subprocess.CalledProcessError: when it fails.
     """
     result = subprocess.run(
-        [node.CRICTL, "--runtime-endpoint", containerd.address, "--timeout", "10s"]
-        + list(args) + ["-o", "json"],
+        [node.CRICTL, "--runtime-endpoint", endpoint, "--image-endpoint", endpoint,
+         "--timeout", "10s", args[0]] + (["-o", "json"] if parse else []) + list(args[1:]),
         stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=30, check=True)
-    return json.loads(result.stdout)
+    return json.loads(result.stdout) if parse else result.stdout
 
 
 def pod_state(containerd, kubelet):
@@ -134,9 +172,9 @@ def pod_state(containerd, kubelet):
         it: its sandbox's and its container's states (``"-"`` where there is
         none), and the container's image.
     """
-    pods = crictl(containerd, "pods", "--name", f"{POD}-{kubelet.hostname}")["items"]
+    pods = crictl(containerd.address, "pods", "--name", f"{POD}-{kubelet.hostname}")["items"]
     sandbox_state = pods[0]["state"] if pods else "-"
-    containers = crictl(containerd, "ps", "--all", "--name", CONTAINER)["containers"]
+    containers = crictl(containerd.address, "ps", "--all", "--name", CONTAINER)["containers"]
     if not containers:
         return f"{sandbox_state}/-", ""
     return f"{sandbox_state}/{containers[0]['state']}", containers[0]["imageRef"]
@@ -189,23 +227,13 @@ def run(runtime="containerd 2.4", keep=False):
     :param runtime: a key of :data:`critest.RUNTIMES`.
     :return: the :class:`Result`.
     """
-    binary = critest.RUNTIMES[runtime]
-    shim_node = e2e_support.ShimNode(registries=(critest.SHIM_LOGIN, None))
+    shim_node, containerd = make_node(runtime)
     directory = shim_node.sandbox.directory
-    containerd = node.NodeContainerd(os.path.join(directory, "c"), binary=binary)
-    shim_node.sandbox.containerd = containerd
     kubelet = kubelet_node.Kubelet(os.path.join(directory, "k"), containerd.socket,
                                    shim_node.socket)
     result = Result(runtime, containerd.version, directory=directory)
     try:
-        shim_node.start_sandbox()
-        private, mirror = shim_node.sandbox.registries
-        pause, nginx = images()
-        critest_images.push(mirror, [pause])
-        containerd.mirror(critest_images.split_name(node.SANDBOX_IMAGE)[0], mirror.url)
-        result.stand_in_digest = critest_images.push(private, [nginx])[STAND_IN]
-        shim_node.write_config()
-        shim_node.start_shim()
+        result.stand_in_digest = start_node(shim_node, containerd, images()[1])[STAND_IN]
         started = time.monotonic()
         kubelet.start(timeout=60)
         result.kubelet_start = time.monotonic() - started

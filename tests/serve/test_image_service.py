@@ -535,8 +535,9 @@ class PassThroughTestsMixin(ShimTestMixin):
 
     def test_unknown_method_streams(self):
         """
-        A method this shim does not know (here a server-streaming one) is
-        relayed by path with every message.
+        A server-streaming method (C{StreamImages}: in the table for
+        runtime.v1, unknown to runtime.v1alpha2) is relayed by path with
+        every message.
         """
         call = self.channel.unary_stream(methods.path(self.package, "ImageService",
                                                       "StreamImages"))
