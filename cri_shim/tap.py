@@ -5,6 +5,7 @@ C{twistd image-cri-shim} runs.  Only this module resolves the global reactor.
 """
 
 import os
+import random
 import sys
 
 # gRPC's core logs routine connection events (GOAWAY on every shutdown) to
@@ -29,7 +30,7 @@ from cri_shim.ops.admin import AdminResource, AdminState, add_readouts, admin_se
 from cri_shim.serve.bridge import cancellable_caller
 from cri_shim.ops.cache_stats import CacheStatsLogger
 from cri_shim.sync.configfile import mode_notices, read_config
-from cri_shim.sync.configmap import ConfigMapPoller
+from cri_shim.sync.configmap import ConfigMapSync
 from cri_shim.ops.dryrun import dry_run
 from cri_shim.registries.health import RegistryHealthChecker
 from cri_shim.serve.grpc_server import GrpcServerService, SocketInUse, claim_socket
@@ -145,8 +146,11 @@ def makeService(options, reactor=None):
     registries_http = HTTPClient(agent(reactor, registry_policy(holder, reactor), pool))
     prober = Prober(registries_http, reactor, metrics)
     holder.subscribe(lambda snapshot: (pool.closeCachedConnections(), prober.forget_tokens()))
-    health = RegistryHealthChecker(holder, registries_http, reactor, metrics)
-    resolver = Resolver(prober, on_unreachable=health.report_unreachable)
+    # One random source for every timer's jitter, seeded apart on each node.
+    uniform = random.SystemRandom().random
+    health = RegistryHealthChecker(holder, registries_http, reactor, metrics, uniform)
+    resolver = Resolver(prober, on_unreachable=health.report_unreachable,
+                        on_reachable=health.report_reachable)
     upstream = Upstream(cri)
     lookup = cancellable_caller(reactor, resolver.lookup)
     report_unreachable = partial(reactor.callFromThread, health.report_unreachable)
@@ -161,14 +165,15 @@ def makeService(options, reactor=None):
     root = service.MultiService()
     root.setName("image-cri-shim")
     reloader = ConfigReloader(options["config"], holder, reactor, options["text"],
-                              metrics=metrics)
+                              metrics=metrics, uniform=uniform)
     reloader.setServiceParent(root)
-    poller = ConfigMapPoller(options["config"], holder, reloader, reactor,
-                             partial(kube.find_cluster, os.environ),
-                             partial(_cluster_http, reactor), metrics=metrics)
+    poller = ConfigMapSync(options["config"], holder, reloader, reactor,
+                           partial(kube.find_cluster, os.environ),
+                           partial(_cluster_http, reactor), metrics=metrics, uniform=uniform)
+    reloader.also_on_sighup(poller.resync)
     poller.setServiceParent(root)
     health.setServiceParent(root)
-    CacheStatsLogger(holder, reactor).setServiceParent(root)
+    CacheStatsLogger(holder, reactor, uniform).setServiceParent(root)
     grpc_server = GrpcServerService(config.shim, proxy, upstream, reactor)
     if config.admin:
         add_readouts(metrics, holder, health, reloader, poller)

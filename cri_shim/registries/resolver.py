@@ -22,13 +22,17 @@ class Resolver:
     :param prober: a L{cri_shim.registries.probe.Prober}.
     :param on_unreachable: called with a registry's name and the reason when
         a probe could not reach it (the health checker marks it down).
+    :param on_reachable: called with a registry's name and a reason when a
+        probe got its answer (the health checker learns it is up).
     """
 
     log = Logger()
 
-    def __init__(self, prober, on_unreachable=lambda name, reason: None):
+    def __init__(self, prober, on_unreachable=lambda name, reason: None,
+                 on_reachable=lambda name, reason: None):
         self.prober = prober
         self.on_unreachable = on_unreachable
+        self.on_reachable = on_reachable
         self._inflight = {}
 
     def resolve(self, snapshot, ref):
@@ -142,7 +146,7 @@ class _Lookup:
                     record()
                     self._finish(rewrite.Decision(self._ref, candidate.target,
                                                   candidate.registry, rewrite.PROBE,
-                                                  self._tried), probes)
+                                                  self._tried), probes, candidate)
                     return
             record()
             self._next_wave()
@@ -153,6 +157,7 @@ class _Lookup:
 
         def answered(result, index):
             answers[index] = result
+            self._resolver.on_reachable(wave[index].registry.name, "a lookup got its answer")
             settle()
 
         def failed(failure, index):
@@ -181,11 +186,17 @@ class _Lookup:
             probe.addCallbacks(answered, failed, callbackArgs=(index,), errbackArgs=(index,))
         settle()
 
-    def _finish(self, decision, probes=()):
+    def _finish(self, decision, probes=(), chosen=None):
         ref, config = self._ref, self._config
         key = rewrite.cache_key(ref)
         if decision.moved:
-            self._snapshot.cache.put(key, decision, config.cache.ttl)
+            # The registries found down that rank above the one chosen: once
+            # one is up again, this decision is forgotten, and the image
+            # asked for there again.
+            ranked = [c.registry.name for c in rewrite.candidates(config, ref, self._exclude)]
+            above = ranked[:ranked.index(chosen.registry.name)]
+            self._snapshot.cache.put(key, decision, config.cache.ttl,
+                                     frozenset(above) & self._snapshot.down)
         elif not self._errors and not self._exclude:
             self._snapshot.cache.put(key, decision, config.cache.negative_ttl)
         log = self._resolver.log

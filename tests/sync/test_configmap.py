@@ -18,10 +18,10 @@ from twisted.trial.unittest import SynchronousTestCase
 from cri_shim.model import config, schema
 from cri_shim.sync.atomic import write_atomically
 from cri_shim.sync.configfile import read_config
-from cri_shim.sync.configmap import MAX_BACKOFF, ConfigMapPoller
+from cri_shim.sync.configmap import MAX_BACKOFF, RECONNECT_SPREAD, ConfigMapSync
 from cri_shim.sync.reloader import ConfigReloader
 from cri_shim.snapshot import SnapshotHolder
-from cri_shim.testing import FakeAPIServer
+from cri_shim.testing import FakeAPIServer, Sequence, no_jitter
 from tests.sync.test_reloader import _Reactor
 
 LOCAL = b"""# node config
@@ -70,10 +70,11 @@ class PollerTestMixin:
             f.write(LOCAL)
         self.clock = _Reactor()
         self.holder = SnapshotHolder(schema.load(LOCAL)[0], self.clock.seconds)
-        self.api = FakeAPIServer()
+        self.api = FakeAPIServer(clock=self.clock)
         self.http = StubTreq(self.api)
         self.cluster = FakeCluster(self.api.token)
         self.discovered = 0
+        self.uniform = no_jitter
 
     def discover(self):
         self.discovered += 1
@@ -81,9 +82,10 @@ class PollerTestMixin:
 
     def start(self, http=None, write=write_atomically):
         self.reloader = ConfigReloader(self.path, self.holder, self.clock, LOCAL,
-                                       handle_sighup=False, write=write)
-        self.poller = ConfigMapPoller(self.path, self.holder, self.reloader, self.clock,
-                                      self.discover, lambda cluster: http or self.http)
+                                       handle_sighup=False, write=write, uniform=no_jitter)
+        self.poller = ConfigMapSync(self.path, self.holder, self.reloader, self.clock,
+                                    self.discover, lambda cluster: http or self.http,
+                                    uniform=self.uniform)
         self.poller.startService()
         self.addCleanup(self.poller.stopService)
         self.http.flush()
@@ -153,15 +155,25 @@ class SyncTests(PollerTestMixin, SynchronousTestCase):
 
     def test_hand_edit_of_managed_key_merged_again(self):
         """
-        A hand edit of a key the ConfigMap sets is merged over at the next
-        poll (the ConfigMap is the source of truth for what it sets).
+        A hand edit of a key the ConfigMap sets, once the file reload
+        publishes it, is merged over with the last ConfigMap seen (the
+        ConfigMap is the source of truth for what it sets), without asking
+        the API server again.
         """
         self.api.set_configmap("kube-system", "image-cri-shim", {"registries.yaml": CLUSTER})
         self.start()
+        self.reloader.startService()
+        self.addCleanup(self.reloader.stopService)
+        requests = self.api.requests
         with open(self.path, "ab") as f:
             f.write(b"auth: admin:hand-edit\n")
-        self.tick()
+        with capturedLogs() as events:
+            self.tick()
+        self.assertEqual([e["reason"] for e in events if "reloaded" in e["log_format"]],
+                         ["timer", "ConfigMap kube-system/image-cri-shim resourceVersion 101"])
         self.assertEqual(self.offline_password(), "cluster:pw")
+        self.assertNotIn(b"hand-edit", self.local())
+        self.assertEqual(self.api.requests, requests)
 
     def test_no_change_keeps_file_bytes(self):
         """
@@ -247,14 +259,17 @@ class FailureTests(PollerTestMixin, SynchronousTestCase):
 
     def test_outage_backoff(self):
         """
-        5xx: retried with exponential backoff from reloadInterval, capped,
-        logged once per outage; back to the interval when it recovers.
+        5xx: retried with exponential backoff, jittered in full (the n-th
+        retry is drawn from [0, RECONNECT_SPREAD * 2 ** (n - 1)), capped at
+        MAX_BACKOFF), logged once per outage; back to watching when it
+        recovers, and then asking nothing more.
         """
         self.api.status = 503
         events = self.events(lambda: self.start(), LogLevel.warn)
         self.assertEqual(len(events), 1)
         requests = [self.api.requests]
-        for wait in (20, 40, 80, 160, MAX_BACKOFF, MAX_BACKOFF):
+        # no_jitter draws the middle of each window.
+        for wait in (15, 30, 60, 120, MAX_BACKOFF / 2, MAX_BACKOFF / 2):
             self.tick(wait - 0.5)
             self.assertEqual(self.api.requests, requests[-1])
             self.tick(0.5)
@@ -262,10 +277,29 @@ class FailureTests(PollerTestMixin, SynchronousTestCase):
         self.assertEqual(requests, [1, 2, 3, 4, 5, 6, 7])
         self.api.status = None
         self.api.set_configmap("kube-system", "image-cri-shim", {"registries.yaml": CLUSTER})
-        self.tick(MAX_BACKOFF)
+        self.tick(MAX_BACKOFF / 2)
         self.assertEqual(self.offline_password(), "cluster:pw")
+        self.assertEqual(self.api.counts, {"get": 0, "list": 8, "watch": 1})
         self.tick(10)
         self.assertEqual(self.api.requests, 9)
+
+    def test_backoff_bounds(self):
+        """
+        The drawn waits span their whole window: from at once (the first
+        retry) to just under the window, which doubles with each failure
+        in a row from RECONNECT_SPREAD up to MAX_BACKOFF.
+        """
+        self.api.status = 503
+        self.uniform = Sequence(0.0, 0.999)
+        self.start()
+        self.tick(0)
+        self.assertEqual(self.api.requests, 2)
+        for n in range(1, 6):
+            wait = 0.999 * min(RECONNECT_SPREAD * 2 ** n, MAX_BACKOFF)
+            self.tick(wait - 0.01)
+            self.assertEqual(self.api.requests, n + 1)
+            self.tick(0.01)
+            self.assertEqual(self.api.requests, n + 2)
 
     def test_timeout(self):
         """
