@@ -47,6 +47,7 @@ class RegistryHealth:
     :ivar changed: when the state last changed (clock seconds).
     :ivar last_latency: seconds the last check took, or C{None}.
     :ivar pulls: pulls from it in progress.
+    :ivar not_before: no check before then (its C{Retry-After}).
     """
 
     registry = attr.ib()
@@ -57,6 +58,7 @@ class RegistryHealth:
     successes = attr.ib(default=0)
     last_latency = attr.ib(default=None)
     pulls = attr.ib(default=0)
+    not_before = attr.ib(default=0.0)
     call = attr.ib(default=None, repr=False)
 
 
@@ -175,8 +177,10 @@ class RegistryHealthChecker(service.Service):
 
     def _schedule(self, health, delay):
         self._cancel(health)
-        health.call = self._clock.callLater(jittered(delay, self._uniform, JITTER),
-                                            self._check, health)
+        # Jittered, but never before the registry's Retry-After.
+        delay = max(jittered(delay, self._uniform, JITTER),
+                    health.not_before - self._clock.seconds())
+        health.call = self._clock.callLater(delay, self._check, health)
 
     def _again(self, health, delay):
         """
@@ -215,6 +219,7 @@ class RegistryHealthChecker(service.Service):
         elif code == 429:
             retry_after = _retry_after(response, settings.interval)
             self._succeeded(health, "rate limited (429)")
+            health.not_before = self._clock.seconds() + retry_after
             self._again(health, max(settings.interval, retry_after))
         else:
             self._failed_check(health, "answered {}".format(code))

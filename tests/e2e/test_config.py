@@ -187,7 +187,7 @@ class _LiveConfigCase(unittest.TestCase):
             "KUBERNETES_SERVICE_HOST": None,
             "KUBERNETES_SERVICE_PORT": None,
         })
-        self.apiserver = FakeAPIServer(token=self.token)
+        self.apiserver = FakeAPIServer(token=self.token, clock=reactor)
         self.server = self.serve_api(self.apiserver)
         self.write_kubeconfig(self.token)
         self.node.start_sandbox()

@@ -17,7 +17,7 @@ In each case the file stays intact, the condition is logged once (not once
 per poll), the last good config keeps running and the shim keeps serving;
 once the fault is gone the next poll does its work.
 
-Unit level (no containerd; a L{ConfigReloader} or L{ConfigMapPoller} on a
+Unit level (no containerd; a L{ConfigReloader} or L{ConfigMapSync} on a
 fake clock):
 
 - L{BadInputAtReloadTests}: a wrong type for every key of every section
@@ -27,7 +27,7 @@ fake clock):
 - L{BadLocalFileSyncTests}: the same hostile documents in the local file
   while the ConfigMap sync merges into it.
 
-The ConfigMap request timeout (C{cri_shim.sync.configmap.REQUEST_TIMEOUT}, 10 s)
+The ConfigMap request timeout (C{cri_shim.sync.watch.REQUEST_TIMEOUT}, 10 s)
 is shortened to L{SHORT_REQUEST_TIMEOUT} in the shim's process unless
 C{ICS_FAULTS_LONG=1}.  Measured figures go to trial's log (C{test.log}) as
 C{FAULTS} lines.
@@ -53,9 +53,10 @@ from twisted.trial import unittest
 from twisted.web.server import NOT_DONE_YET
 
 from cri_shim.model import config, schema
-from cri_shim.sync.configmap import MAX_RESPONSE, REQUEST_TIMEOUT
+from cri_shim.sync.watch import MAX_RESPONSE, REQUEST_TIMEOUT
 from cri_shim.sync.reloader import ConfigReloader
 from cri_shim.snapshot import SnapshotHolder
+from cri_shim.testing import no_jitter
 from tests import fault_support
 from tests.e2e import test_config as live
 from tests.fault_support import MountError, Tmpfs, memory_kib
@@ -106,7 +107,7 @@ class _FaultsLiveCase(live._LiveConfigCase):
         self.request_timeout = REQUEST_TIMEOUT
         if not fault_support.long_run():
             self.request_timeout = SHORT_REQUEST_TIMEOUT
-            fault_support.patch_shim_module(self.node, "cri_shim.sync.configmap", "REQUEST_TIMEOUT",
+            fault_support.patch_shim_module(self.node, "cri_shim.sync.watch", "REQUEST_TIMEOUT",
                                             SHORT_REQUEST_TIMEOUT)
         self._apps = 0
 
@@ -568,7 +569,7 @@ class BadInputAtReloadTests(unittest.SynchronousTestCase):
         self.reactor = _Reactor()
         self.holder = SnapshotHolder(schema.load(self.good)[0], self.reactor.seconds)
         self.reloader = ConfigReloader(self.path, self.holder, self.reactor, self.good,
-                                       handle_sighup=False)
+                                       handle_sighup=False, uniform=no_jitter)
         self.reloader.startService()
         self.addCleanup(self.reloader.stopService)
         self.slowest = (0.0, None)
