@@ -154,10 +154,14 @@ def makeService(options, reactor=None):
     upstream = Upstream(cri)
     lookup = cancellable_caller(reactor, resolver.lookup)
     report_unreachable = partial(reactor.callFromThread, health.report_unreachable)
+
+    def track_pull(name):
+        reactor.callFromThread(health.pull_started, name)
+        return partial(reactor.callFromThread, health.pull_ended, name)
     rewriting = {}
     for package in methods.API:
         rewriting.update(ImageService(package, upstream, holder, lookup, report_unreachable,
-                                      metrics).handlers())
+                                      metrics, track_pull).handlers())
     proxy = ProxyHandler(upstream, rewriting, lambda: holder.current.config.timeout, metrics)
 
     # Control path first, the gRPC server last: MultiService stops in

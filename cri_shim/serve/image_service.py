@@ -36,18 +36,24 @@ class ImageService:
         call's rewrite is decided once, here.
     :param report_unreachable: a callable C{(registry name, reason)}, safe to
         call from any thread, for pulls that could not reach a registry.
+    :param track_pull: a callable C{(registry name)}, safe to call from any
+        thread, when a pull from that registry starts; it returns the
+        callable to call when the pull ends (the health checker watches a
+        registry while it is pulled from).
     """
 
     log = Logger()
 
     def __init__(self, package, upstream, holder, lookup,
-                 report_unreachable=lambda name, reason: None, metrics=None):
+                 report_unreachable=lambda name, reason: None, metrics=None,
+                 track_pull=lambda name: lambda: None):
         self._metrics = metrics or Metrics()
         self._api = methods.API[package]
         self._package = package
         self._holder = holder
         self._lookup = lookup
         self._report_unreachable = report_unreachable
+        self._track_pull = track_pull
         self._status = upstream.unary(methods.path(package, "ImageService", "ImageStatus"))
         self._pull = upstream.unary(methods.path(package, "ImageService", "PullImage"))
         self._remove = upstream.unary(methods.path(package, "ImageService", "RemoveImage"))
@@ -263,6 +269,7 @@ class ImageService:
         timeout = thd_timeout(context, self._holder.current.config.timeout)
         future = call.future(body, timeout=timeout, metadata=thd_metadata(context))
         context.add_callback(future.cancel)
+        ended = self._track_pull(registry) if registry is not None else None
         try:
             while True:
                 try:
@@ -279,6 +286,9 @@ class ImageService:
             if error.code() == grpc.StatusCode.UNAVAILABLE:
                 raise _RuntimeUnavailable.from_rpc_error(error)
             raise Abort.from_rpc_error(error)
+        finally:
+            if ended is not None:
+                ended()
 
     def _log_decision(self, snapshot, action, original, result, registry, cache_hit, source):
         """

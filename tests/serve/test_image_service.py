@@ -52,13 +52,15 @@ class ShimTestMixin:
         self.holders = {}
         self.resolved = []
         self.unreachable = []
+        self.pulls = []
         upstream = Upstream(os.path.join(folder, "runtime.sock"))
         self.addCleanup(upstream.close)
         rewriting = {}
         for package in methods.API:
             rewriting.update(ImageService(
                 package, upstream, self.holder, self.lookup,
-                lambda name, reason: self.unreachable.append((name, reason))).handlers())
+                lambda name, reason: self.unreachable.append((name, reason)),
+                track_pull=self.track_pull).handlers())
         handler = ProxyHandler(upstream, rewriting, lambda: self.holder.current.config.timeout)
         self.server = grpc.server(ThreadPoolExecutor(8), handlers=[handler],
                                   options=SERVER_OPTIONS)
@@ -71,6 +73,10 @@ class ShimTestMixin:
         self.channel = grpc.insecure_channel("unix:" + socket_path, options=CHANNEL_OPTIONS)
         self.addCleanup(self.channel.close)
         self.api = self.client.api
+
+    def track_pull(self, name):
+        self.pulls.append(("started", name))
+        return lambda: self.pulls.append(("ended", name))
 
     def make_config(self):
         registries = sorted([OFFLINE, MIRROR, OPEN],
@@ -266,6 +272,19 @@ class PullImageTestsMixin(ShimTestMixin):
             grpc.StatusCode.NOT_FOUND, "manifest unknown")
         self.pull("nginx:1")
         self.assertEqual([name for name, _ in self.unreachable], ["sealos.hub:5000"])
+
+    def test_pulls_tracked(self):
+        """
+        Each pull from a registry is told to the health checker when it
+        starts and when it ends, failed or not; a pull moved nowhere is not.
+        """
+        self.holders["docker.io/library/nginx:1"] = ["sealos.hub:5000", "mirror.example"]
+        self.runtime.failures["sealos.hub:5000/library/nginx:1"] = (
+            grpc.StatusCode.NOT_FOUND, "manifest unknown")
+        self.pull("nginx:1")
+        self.pull("busybox:1")
+        self.assertEqual(self.pulls, [("started", "sealos.hub:5000"), ("ended", "sealos.hub:5000"),
+                                      ("started", "mirror.example"), ("ended", "mirror.example")])
 
     def test_allow_upstream_off(self):
         """
