@@ -190,13 +190,14 @@ class _Lookup:
         ref, config = self._ref, self._config
         key = rewrite.cache_key(ref)
         if decision.moved:
-            # The registries found down that rank above the one chosen: once
-            # one is up again, this decision is forgotten, and the image
-            # asked for there again.
+            # The registries ranked above the one chosen that were passed
+            # over (found down, or unreachable now): once one is up again,
+            # this decision is forgotten, and the image asked for there
+            # again.
             ranked = [c.registry.name for c in rewrite.candidates(config, ref, self._exclude)]
-            above = ranked[:ranked.index(chosen.registry.name)]
+            above = frozenset(ranked[:ranked.index(chosen.registry.name)])
             self._snapshot.cache.put(key, decision, config.cache.ttl,
-                                     frozenset(above) & self._snapshot.down)
+                                     above & (self._snapshot.down | frozenset(self._errors)))
         elif not self._errors and not self._exclude:
             self._snapshot.cache.put(key, decision, config.cache.negative_ttl)
         log = self._resolver.log

@@ -406,3 +406,18 @@ class RecoveryTests(SynchronousTestCase):
         self.holder.publish_down(set())
         self.assertIsNotNone(cache.get(rewrite.cache_key(reference.parse("above:1"))))
         self.assertIsNone(cache.get(rewrite.cache_key(reference.parse("below:1"))))
+
+    def test_unreachable_during_the_lookup(self):
+        """
+        A registry that the lookup itself could not reach (it is marked down
+        by it, after the snapshot was taken) is passed over too: the
+        decision is dropped when it is up again.
+        """
+        d = self.resolve("nginx")
+        self.prober.answer(OFFLINE.name, ProbeError("refused", unreachable=True))
+        self.prober.answer(MIRROR.name, True)
+        self.assertEqual(self.successResultOf(d).registry, MIRROR)
+        self.holder.publish_down({OFFLINE.name})
+        self.holder.publish_down(set())
+        self.assertIsNone(self.holder.current.cache.get(
+            rewrite.cache_key(reference.parse("nginx"))))
