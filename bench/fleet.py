@@ -65,9 +65,9 @@ LOCAL = (b"shim: /run/image-cri-shim.sock\naddress: http://sealos.hub:5000\n"
          b"auth: admin:local-pw\n")
 
 
-def cluster_text(password):
-    return ("sealos:\n  address: http://sealos.hub:5000\n"
-            "  auth: {{username: admin, password: {}}}\n".format(password))
+def cluster_text(password, address="http://sealos.hub:5000"):
+    return ("sealos:\n  address: {}\n"
+            "  auth: {{username: admin, password: {}}}\n".format(address, password))
 
 
 def log(message, *args):
@@ -248,7 +248,6 @@ class IdleShim:
     def __init__(self, folder):
         self.folder = folder
         self.api = FakeAPIServer(token="idle-token", clock=reactor)
-        self.api.set_configmap(NAMESPACE, NAME, {KEY: cluster_text("idle")})
         ca = make_ca()
         certificate = make_cert(ca, sans=["127.0.0.1"])
         options = ssl.PrivateCertificate.loadPEM(certificate[0] + certificate[1]).options()
@@ -261,6 +260,9 @@ class IdleShim:
             host = "127.0.0.1:{}".format(port.getHost().port)
             self.fakes.append((host, self.registries.add(host, FakeRegistry())))
             self.registry_ports.append(port)
+        # The ConfigMap names the same registries as the file.
+        self.api.set_configmap(NAMESPACE, NAME, {KEY: cluster_text(
+            "idle", "http://" + self.fakes[0][0])})
         kubeconfig = os.path.join(folder, "kubeconfig")
         with open(kubeconfig, "w") as f:
             yaml.safe_dump({
@@ -274,16 +276,18 @@ class IdleShim:
         os.chmod(kubeconfig, 0o600)
         self.config = os.path.join(folder, "idle.yaml")
         with open(self.config, "w") as f:
-            f.write("shim: {}\ncri: {}\nforce: true\naddress: http://{}\nregistries:\n"
-                    "  - address: http://{}\n".format(
+            f.write("shim: {}\ncri: {}\nforce: true\nadmin: {}\naddress: http://{}\n"
+                    "registries:\n  - address: http://{}\n".format(
                         os.path.join(folder, "idle.sock"), os.path.join(folder, "none.sock"),
-                        self.fakes[0][0], self.fakes[1][0]))
+                        os.path.join(folder, "admin.sock"), self.fakes[0][0],
+                        self.fakes[1][0]))
         os.chmod(self.config, 0o600)
         environment = dict(os.environ, KUBECONFIG=kubeconfig, HOME=folder, PYTHONPATH=REPO)
         environment.pop("KUBERNETES_SERVICE_HOST", None)
         self.log_path = os.path.join(folder, "idle-shim.log")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "twisted", "image-cri-shim", "--config", self.config],
+            [os.path.join(os.path.dirname(sys.executable), "twistd"), "-n", "--pidfile=",
+             "image-cri-shim", "--config", self.config],
             cwd=REPO, env=environment, stdout=open(self.log_path, "wb"),
             stderr=subprocess.STDOUT, start_new_session=True)
         self.started = time.time()
