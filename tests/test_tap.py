@@ -144,6 +144,15 @@ class MakeServiceTests(SynchronousTestCase):
             "config-reload", "configmap", "registry-health", "cache-stats", "admin", "grpc"])
         self.assertEqual(root.getServiceNamed("grpc").path, self.shim)
 
+    def test_sighup_resyncs_configmap(self):
+        """
+        SIGHUP (the reloader's hang_up) also makes the ConfigMap sync list
+        again at once.
+        """
+        root = tap.makeService(self.options, _Reactor())
+        reloader = root.getServiceNamed("config-reload")
+        self.assertEqual(reloader._on_sighup, [root.getServiceNamed("configmap").resync])
+
     def test_socket_in_use(self):
         """
         A socket another server answers on stops the start with a clear
