@@ -160,7 +160,12 @@ class ConfigMapSync(service.Service):
             self._interrupted = False
             try:
                 wait = yield self._step()
-            except Skip as skip:
+            except Exception as e:
+                if not isinstance(e, Skip):
+                    # A bug must not end the sync: it is retried, backed off.
+                    self.log.failure("ConfigMap sync failed")
+                    e = Skip("failed", "ConfigMap sync failed", level="error", outage=True)
+                skip = e
                 if self._interrupted or not self.running:
                     continue
                 if skip.outage:

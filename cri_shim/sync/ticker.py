@@ -2,8 +2,8 @@
 """
 A periodic task on the reactor whose interval can change while it runs,
 whose every wait is jittered (so that nodes started together drift apart),
-and which a failing tick never stops: the base of the config reload, the
-cache statistics line and the ConfigMap fallback poll.
+and which a failing tick never stops: the base of the config reload and the
+cache statistics line.
 """
 
 import random

@@ -311,6 +311,26 @@ class FailureTests(PollerTestMixin, SynchronousTestCase):
             self.tick(0.01)
             self.assertEqual(self.api.requests, n + 2)
 
+    def test_bug_retried(self):
+        """
+        An unexpected exception in the sync is logged with its traceback and
+        retried after a backoff; the sync goes on.
+        """
+        self.api.set_configmap("kube-system", "image-cri-shim", {"registries.yaml": CLUSTER})
+        found = self.discover
+        broken = [RuntimeError("discovery bug")]
+
+        def discover():
+            if broken:
+                raise broken.pop()
+            return found()
+        self.discover = discover
+        self.start()
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+        self.assertEqual(self.poller.condition, "failed")
+        self.tick(RECONNECT_SPREAD / 2)
+        self.assertEqual(self.offline_password(), "cluster:pw")
+
     def test_timeout(self):
         """
         A request that never answers is abandoned and counts as an outage.
