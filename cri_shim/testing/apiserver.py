@@ -34,6 +34,7 @@ class FakeAPIServer(Resource):
     :ivar watch_forbidden: answer 403 to watches only (get and list allowed).
     :ivar status: a status code to answer every request with (5xx tests).
     :ivar body: raw bytes to answer with instead (garbage tests).
+    :ivar bookmarks: the bookmarks sent.
     :ivar requests: the requests answered; C{counts} by kind (C{get},
         C{list}, C{watch}); C{log} their C{(clock time, kind, query)}
         (C{query} a dict) when C{record} is set.
@@ -53,6 +54,7 @@ class FakeAPIServer(Resource):
         self.status = None
         self.body = None
         self.requests = 0
+        self.bookmarks = 0
         self.counts = {"get": 0, "list": 0, "watch": 0}
         self.record = False
         self.log = []
@@ -219,6 +221,7 @@ class _Watch:
             self.request.write(_line(body))
 
     def bookmark(self):
+        self.server.bookmarks += 1
         self.request.write(_line({"type": "BOOKMARK", "object": {
             "kind": "ConfigMap", "apiVersion": "v1",
             "metadata": {"resourceVersion": self.server.version}}}))
