@@ -224,6 +224,9 @@ class _Lines(protocol.Protocol):
             done.errback()
 
     def connectionLost(self, reason=None):
+        if reason.check(ResponseDone) and self._buffer.strip():
+            # A last event without its newline is still an event.
+            self.dataReceived(b"\n")
         done, self.done = self.done, None
         if done is None:
             return
@@ -241,14 +244,17 @@ class _Lines(protocol.Protocol):
             self.transport.stopProducing()
 
 
-def _unreachable(failure, timeout=REQUEST_TIMEOUT):
+def _unreachable(failure, timeout=None):
     """
     Anything but an answer (a timeout, a broken connection, a cancel) is
     L{Unreachable}; the caller knows whether it cancelled.
+
+    :param timeout: the bound that ran out, if it was a timeout (default:
+        L{REQUEST_TIMEOUT}).
     """
     if failure.check(Refused, Garbage):
         return failure
-    raise Unreachable(describe_failure(failure.value, timeout))
+    raise Unreachable(describe_failure(failure.value, timeout or REQUEST_TIMEOUT))
 
 
 def _check_status(code, body):

@@ -102,6 +102,15 @@ class FakeAPIServer(Resource):
         self._history = []
         self._oldest = self._version
 
+    def expire(self):
+        """
+        Answer 410 to a watch from any C{resourceVersion} handed out so far,
+        as an API server whose watch cache starts past them all: its
+        clients must list again.
+        """
+        self.compact()
+        self._oldest = self._version + 1
+
     def drop_watches(self):
         """
         Break every watch stream (no clean end), as a crash would.

@@ -247,13 +247,22 @@ class LyingAPIServerTests(_FaultsLiveCase):
         # FAST_RELOAD is under the file's floor of 1 s.
         fault_support.patch_shim_module(self.node, "cri_shim.model.schema",
                                         "MIN_RELOAD_INTERVAL", 0.2)
+        # The shim follows the ConfigMap by a watch: a lie (told to lists
+        # only) reaches it when it lists again: after its watch ended (see
+        # lie_from_now), a backoff drawn from RECONNECT_SPREAD (shortened
+        # here, as the longest wait between attempts while the API server
+        # lies) and a 410 for its old resourceVersion.
+        fault_support.patch_shim_module(self.node, "cri_shim.sync.configmap",
+                                        "RECONNECT_SPREAD", 0.5)
+        fault_support.patch_shim_module(self.node, "cri_shim.sync.configmap", "MAX_BACKOFF",
+                                        2.0)
         #: When set, C{lie(request)} answers instead of the API server.
         self.lie = None
         self.trickles = {}
         honest = self.apiserver.render_GET
 
         def render_GET(request):
-            if self.lie is None:
+            if self.lie is None or b"watch" in request.args:
                 return honest(request)
             self.apiserver.requests += 1
             return self.lie(request)
@@ -267,6 +276,16 @@ class LyingAPIServerTests(_FaultsLiveCase):
             self.trickles.clear()
         # Runs before the API server and the shim are stopped.
         self.addCleanup(stop_lying)
+
+    def lie_from_now(self, lie):
+        """
+        Answer every list with C{lie(request)}, and end the watches in
+        progress with their history gone (as an API server restarting does),
+        so that the shim lists again.
+        """
+        self.lie = lie
+        self.apiserver.expire()
+        self.apiserver.end_watches()
 
     @inlineCallbacks
     def start_in_sync(self):
@@ -312,10 +331,12 @@ class LyingAPIServerTests(_FaultsLiveCase):
                 return body
             return lie
 
-        other = {"kind": "ConfigMap", "apiVersion": "v1",
-                 "metadata": {"name": "other-name", "namespace": live.NAMESPACE,
-                              "resourceVersion": "999"},
-                 "data": {live.KEY: self.second_entry(priority=1)}}
+        other = {"kind": "ConfigMapList", "apiVersion": "v1",
+                 "metadata": {"resourceVersion": "999"},
+                 "items": [{"kind": "ConfigMap", "apiVersion": "v1",
+                            "metadata": {"name": "other-name", "namespace": live.NAMESPACE,
+                                         "resourceVersion": "999"},
+                            "data": {live.KEY: self.second_entry(priority=1)}}]}
         lies = [
             ("not UTF-8", answer(b"\xff\xfe\x00garbage{{{" + os.urandom(64)),
              "codec can't decode"),
@@ -325,12 +346,13 @@ class LyingAPIServerTests(_FaultsLiveCase):
             ("a Status with 200", answer(json.dumps({
                 "kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 500,
                 "message": "etcdserver: request timed out"}).encode()), "kind is 'Status'"),
-            ("another ConfigMap", answer(json.dumps(other).encode()), "it is named 'other-name'"),
+            ("a list of another ConfigMap", answer(json.dumps(other).encode()),
+             "it is named 'other-name'"),
         ]
         phrase = "API server sent something that is not ConfigMap {}".format(live.WHERE)
         in_sync = "ConfigMap {} is in sync".format(live.WHERE)
         for number, (label, lie, reason) in enumerate(lies, 1):
-            self.lie = lie
+            self.lie_from_now(lie)
             lied = time.monotonic()
             yield self.wait_for_log(phrase, count=number)
             self.report("{}: logged after".format(label), time.monotonic() - lied)
@@ -368,7 +390,7 @@ class LyingAPIServerTests(_FaultsLiveCase):
             request.setHeader("content-type", "application/json")
             sent.append(len(body))
             return body
-        self.lie = huge
+        self.lie_from_now(huge)
         phrase = "response body larger than {} bytes".format(MAX_RESPONSE)
         yield self.wait_for_log(phrase)
         yield self.polls(3)
@@ -417,7 +439,7 @@ class LyingAPIServerTests(_FaultsLiveCase):
                 self.trickles[id(request)] = reactor.callLater(0.3, trickle)
             self.trickles[id(request)] = reactor.callLater(0.3, trickle)
             return NOT_DONE_YET
-        self.lie = slow
+        self.lie_from_now(slow)
         lied = time.monotonic()
         phrase = "unreachable (no answer within {:g}s)".format(self.request_timeout)
         yield self.wait_for_log(phrase, timeout=self.request_timeout + 3.0)

@@ -131,6 +131,15 @@ class ObjectWatchTests(SynchronousTestCase):
             self.assertEqual(failure.value.code, 410)
             self.assertIn("too old resource version", failure.value.detail)
 
+    def test_expired(self):
+        """
+        After L{FakeAPIServer.expire}, a watch from the current version too
+        is answered 410.
+        """
+        self.api.expire()
+        _, [failure] = self.follow(self.api.version)
+        self.assertEqual(failure.value.code, 410)
+
     def test_statuses(self):
         """
         401, 403 and 5xx come with the Status's message.
@@ -209,6 +218,15 @@ class ObjectWatchTests(SynchronousTestCase):
             _, [failure] = self.follow("102")
             failure.trap(Garbage)
 
+    def test_last_line_without_newline(self):
+        """
+        A stream that ends cleanly in the middle of a line: that last line
+        is read too (here: refused, it is not an event).
+        """
+        self.connect(_Ended(b'{"kind": "Status", "code": 500}'))
+        _, [failure] = self.follow("102")
+        failure.trap(Garbage)
+
     def test_abort(self):
         """
         L{ObjectWatch.abort} ends the watch in progress.
@@ -224,3 +242,14 @@ class _Silent(Resource):
 
     def render_GET(self, request):
         return NOT_DONE_YET
+
+
+class _Ended(Resource):
+    isLeaf = True
+
+    def __init__(self, body):
+        Resource.__init__(self)
+        self.body = body
+
+    def render_GET(self, request):
+        return self.body
