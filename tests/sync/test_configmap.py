@@ -98,6 +98,9 @@ class PollerTestMixin:
         self.http.flush()
 
     def tick(self, seconds=10):
+        # What the API server sent meanwhile arrives before time passes, as
+        # it would over a real connection.
+        self.http.flush()
         self.clock.advance(seconds)
         # A request made while the answers to others are delivered (a
         # renewed watch) is delivered by the next flush.
