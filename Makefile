@@ -71,3 +71,7 @@ bench-fleet: setup
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info cri_shim/_proto _trial_temp twisted/plugins/dropin.cache
+
+include dev/tools.mk
+
+include dev/kubelet.mk

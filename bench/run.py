@@ -48,7 +48,7 @@ PHASES = ("latency", "throughput", "coldpull", "hol", "soak", "failover")
 #: --quick: every phase, short (well under a minute), to check that the bench works; its
 #: figures mean little, and it writes beside the temporary files, not bench/results.md.
 QUICK = {"calls": 200, "warmup": 20, "round": 50, "tp_seconds": 1.0, "tp_rounds": 1,
-         "cold_pulls": 5, "hol_pulls": 8, "hol_rounds": 1, "hol_layer_kb": 256,
+         "cold_pulls": 5, "listed_images": 30, "hol_pulls": 8, "hol_rounds": 1, "hol_layer_kb": 256,
          "hol_rate_kb": 256, "hol_idle_calls": 100, "failover_cycles": 1, "failover_after": 2,
          "soak": 5.0, "soak_pull_tags": 10, "max_seconds": 300.0,
          "out": os.path.join(tempfile.gettempdir(), "ics-bench-quick.md")}
@@ -71,6 +71,9 @@ def parse_args(argv):
     p.add_argument("--tp-seconds", type=float, default=4.0, help="one throughput round")
     p.add_argument("--tp-rounds", type=int, default=3, help="throughput rounds per target")
     p.add_argument("--cold-pulls", type=int, default=60, help="cold PullImage per target")
+    p.add_argument("--listed-images", type=int, default=300,
+                   help="distinct images pulled through the shim before the latency phase "
+                        "(ListImages answers with them, shown under their requested names)")
     p.add_argument("--hol-pulls", type=int, default=64, help="slow pulls in flight")
     p.add_argument("--hol-rounds", type=int, default=2, help="head-of-line rounds per target")
     p.add_argument("--hol-layer-kb", type=int, default=1536, help="layer size, KiB")

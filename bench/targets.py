@@ -33,8 +33,10 @@ class Shim(Child):
         self.config_path = os.path.join(directory, name + ".yaml")
         self.admin = os.path.join(directory, name + "-admin.sock")
         with open(self.config_path, "w") as f:
-            # Each shim its own admin socket: the default one is the host's.
-            f.write("shim: {}\nadmin: {}\n".format(self.socket, self.admin) + config_text)
+            # Each shim its own admin socket and names store: the default
+            # ones are the host's.
+            f.write("shim: {}\nadmin: {}\nstateDir: {}\n".format(
+                self.socket, self.admin, os.path.join(directory, name + "-state")) + config_text)
         Child.__init__(self, name, [
             PY, "-c", "from twisted.scripts.twistd import run; run()", "-n", "--pidfile=",
             "image-cri-shim", "--config", self.config_path],
@@ -182,6 +184,9 @@ class Node:
         started = time.monotonic()
         self.r0.push_image("library/nginx", "latest", content=b"bench nginx\n")
         self.r0.push_image("library/redis", "7", content=b"bench redis\n")
+        for k in range(a.listed_images):
+            self.r0.push_image("bench/listed-{}".format(k), "v1",
+                               content="bench listed {}\n".format(k).encode("ascii"))
         self.cold_tags = {t: ["c{}-{}".format(k, t) for k in range(a.cold_pulls)]
                           for t in TARGETS}
         push_tags(self.r0, "bench/coldpull", ["base"] + sum(self.cold_tags.values(), []),
@@ -214,6 +219,9 @@ class Node:
         """Pull what the measurements need: nginx through the shim (a warm rewrite), the
         rest directly (present locally, no decision cached)."""
         self.call("shim", PULL, pull_body("nginx:latest"), PULL_TIMEOUT)
+        # Images the shim shows under the names asked for, for ListImages.
+        for k in range(self.args.listed_images):
+            self.call("shim", PULL, pull_body("bench/listed-{}:v1".format(k)), PULL_TIMEOUT)
         for name, auth in (("library/redis:7", ALICE), ("bench/coldpull:base", ALICE),
                            ("bench/failover:base", ALICE)):
             self.call("direct", PULL, pull_body("{}/{}".format(self.r0.host, name), auth),

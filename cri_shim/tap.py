@@ -27,14 +27,17 @@ from cri_shim.model import config as configuration, schema
 from cri_shim.serve import methods
 from cri_shim.sync import kube
 from cri_shim.ops.admin import AdminResource, AdminState, add_readouts, admin_service
-from cri_shim.serve.bridge import cancellable_caller
+from cri_shim.serve.bridge import cancellable_caller, pull_tracker
 from cri_shim.ops.cache_stats import CacheStatsLogger
 from cri_shim.sync.configfile import mode_notices, read_config
 from cri_shim.sync.configmap import ConfigMapSync
+from cri_shim.sync.events import EventRecorder, node_name
 from cri_shim.ops.dryrun import dry_run
 from cri_shim.registries.health import RegistryHealthChecker
 from cri_shim.serve.grpc_server import GrpcServerService, SocketInUse, claim_socket
 from cri_shim.serve.image_service import ImageService
+from cri_shim.serve.name_store import NameStore, ReconcileService
+from cri_shim.serve.views import NameView, thd_image_names
 from cri_shim.metrics import Metrics
 from cri_shim.serve.passthrough import ProxyHandler
 from cri_shim.registries.probe import Prober
@@ -155,13 +158,18 @@ def makeService(options, reactor=None):
     lookup = cancellable_caller(reactor, resolver.lookup)
     report_unreachable = partial(reactor.callFromThread, health.report_unreachable)
 
-    def track_pull(name):
-        reactor.callFromThread(health.pull_started, name)
-        return partial(reactor.callFromThread, health.pull_ended, name)
+    track_pull = pull_tracker(reactor, health.pull_started, health.pull_ended)
+    events = EventRecorder(holder, reactor, partial(kube.find_cluster, os.environ),
+                           partial(_cluster_http, reactor), node_name(os.environ), metrics)
+    report_event = partial(reactor.callFromThread, events.record)
+    store = NameStore(config.state_dir)
     rewriting = {}
     for package in methods.API:
-        rewriting.update(ImageService(package, upstream, holder, lookup, report_unreachable,
-                                      metrics, track_pull).handlers())
+        images = ImageService(package, upstream, holder, lookup, report_unreachable, metrics,
+                              store, report_event, track_pull)
+        rewriting.update(images.handlers())
+        rewriting.update(NameView(package, upstream, holder, store, images.thd_local_name,
+                                  metrics).handlers())
     proxy = ProxyHandler(upstream, rewriting, lambda: holder.current.config.timeout, metrics)
 
     # Control path first, the gRPC server last: MultiService stops in
@@ -177,7 +185,9 @@ def makeService(options, reactor=None):
     reloader.also_on_sighup(poller.resync)
     poller.setServiceParent(root)
     health.setServiceParent(root)
+    events.setServiceParent(root)
     CacheStatsLogger(holder, reactor, uniform).setServiceParent(root)
+    ReconcileService(store, partial(thd_image_names, upstream), reactor).setServiceParent(root)
     grpc_server = GrpcServerService(config.shim, proxy, upstream, reactor)
     if config.admin:
         add_readouts(metrics, holder, health, reloader, poller)

@@ -33,8 +33,9 @@ def main():
         admin_path = os.path.join(node.directory, "admin.sock")
         config_path = os.path.join(node.directory, "image-cri-shim.yaml")
         with open(os.open(config_path, os.O_WRONLY | os.O_CREAT, 0o600), "w") as f:
-            f.write("shim: {}\nadmin: {}\ncri: {}\naddress: {}\nauth: {}:{}\n".format(
-                socket_path, admin_path, node.containerd.socket, registry.url, USER, PASSWORD))
+            f.write("shim: {}\nadmin: {}\nstateDir: {}\ncri: {}\naddress: {}\nauth: {}:{}\n"
+                    .format(socket_path, admin_path, os.path.join(node.directory, "state"),
+                            node.containerd.socket, registry.url, USER, PASSWORD))
         print("sandbox node in {}: containerd on {}, offline registry {} holding "
               "library/nginx:latest".format(node.directory, node.containerd.socket,
                                             registry.url))
@@ -50,7 +51,8 @@ def main():
         status = client.ImageStatus(api.ImageStatusRequest(
             image=api.ImageSpec(image="nginx:latest")), timeout=10)
         print("\nPullImage nginx:latest through the shim took {:.0f} ms".format(took * 1000))
-        print("  containerd now holds: {}".format(", ".join(status.image.repo_tags)))
+        print("  the node shows it as: {} (names: requested)".format(
+            ", ".join(status.image.repo_tags)))
         print("  image id {} (pushed as {})".format(reply.image_ref, pushed.config_digest))
         print("\nimage-cri-shim-ctl --admin {} explain nginx:latest".format(admin_path))
         ctl.main(["--admin", admin_path, "explain", "nginx:latest"])

@@ -123,6 +123,9 @@ class ShimNode:
         self.socket = os.path.join(directory, "shim.sock")
         self.log_path = os.path.join(directory, "shim.log")
         self.admin = os.path.join(directory, "admin.sock")
+        # The names store, inside the sandbox (not the host's
+        # /var/lib/image-cri-shim, which shims side by side would share).
+        self.state_dir = os.path.join(directory, "state")
         self.process = None
         self._clients = []
         for login in self.credentials:
@@ -200,6 +203,7 @@ class ShimNode:
             "cri: {}".format(self.containerd.socket),
             "address: {}".format(self.offline.url),
             "admin: {}".format(self.admin),
+            "stateDir: {}".format(self.state_dir),
         ]
         if logins[0] is not None:
             lines.append("auth: {}:{}".format(*logins[0]))

@@ -14,6 +14,13 @@ from cri_shim.model import reference
 DEFAULT_SHIM_SOCKET = "/var/run/image-cri-shim.sock"
 DEFAULT_CONFIG_PATH = "/etc/image-cri-shim.yaml"
 DEFAULT_ADMIN_SOCKET = "/run/image-cri-shim/admin.sock"
+#: Where the shim keeps what it must remember across restarts (the folder of
+#: the Go shim's C{image} key).
+DEFAULT_STATE_DIR = "/var/lib/image-cri-shim"
+#: C{names}: the node shows images under the names they were asked for...
+NAMES_REQUESTED = "requested"
+#: ...or under the registry names they were pulled by (the Go shim's view).
+NAMES_REGISTRY = "registry"
 CRI_SOCKETS = (
     "/run/containerd/containerd.sock",
     "/var/run/cri-dockerd.sock",
@@ -99,6 +106,9 @@ class Registry:
     :ivar offline: C{True} for the top-level C{address} (sealos.hub).
     :ivar mirror_of: source domains this registry serves; empty means all.
     :ivar key: where it was configured, e.g. C{"registries[1]"}.
+    :ivar namespaces: the only namespaces whose pods it serves; empty: any.
+    :ivar pod_selector: a L{cri_shim.model.selector.Selector} the pods it
+        serves match, or C{None}: any.
     """
 
     address = attr.ib()
@@ -108,6 +118,15 @@ class Registry:
     tls = attr.ib(default=TLS())
     mirror_of = attr.ib(default=())
     key = attr.ib(default="address")
+    namespaces = attr.ib(default=())
+    pod_selector = attr.ib(default=None)
+
+    @property
+    def restricted(self):
+        """
+        Whether it serves only some workloads (C{namespaces}, C{podSelector}).
+        """
+        return bool(self.namespaces) or self.pod_selector is not None
 
     @property
     def name(self):
@@ -199,6 +218,9 @@ class Config:
     allow_upstream = attr.ib(default=True)
     admin = attr.ib(default=DEFAULT_ADMIN_SOCKET)
     admin_token_file = attr.ib(default="")
+    events = attr.ib(default=True)
+    names = attr.ib(default=NAMES_REQUESTED)
+    state_dir = attr.ib(default=DEFAULT_STATE_DIR)
 
     @property
     def offline(self):

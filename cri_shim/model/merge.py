@@ -22,8 +22,8 @@ from cri_shim.model.reference import InvalidRegistryAddress, parse_registry_addr
 
 _TOP = ("version", "sealos", "registries", "offlinePriority", "reloadInterval", "force",
         "debug", "timeout", "cache")
-_REGISTRY = ("address", "auth", "priority", "mirrorOf", "insecureSkipVerify", "caFile",
-             "certFile", "keyFile")
+_REGISTRY = ("address", "auth", "priority", "mirrorOf", "namespaces", "podSelector",
+             "insecureSkipVerify", "caFile", "certFile", "keyFile")
 _CACHE = ("imageCacheSize", "imageCacheTTL", "negativeCacheTTL", "statsLogInterval",
           "disableStats")
 # Registry keys the ConfigMap decides whenever it lists a registry.

@@ -10,9 +10,12 @@ naming them.
 
 import re
 
-from cri_shim.model import reference
+import attr
+
+from cri_shim.model import reference, selector
 from cri_shim.model.config import (
-    DEFAULT_ADMIN_SOCKET, DEFAULT_SHIM_SOCKET, OFFLINE_PRIORITY, REGISTRY_PRIORITY, Cache,
+    DEFAULT_ADMIN_SOCKET, DEFAULT_SHIM_SOCKET, DEFAULT_STATE_DIR, NAMES_REGISTRY,
+    NAMES_REQUESTED, OFFLINE_PRIORITY, REGISTRY_PRIORITY, Cache,
     Config, ConfigError, ConfigMapSource, HealthCheck, Registry)
 from cri_shim.model.duration import format_duration
 from cri_shim.model.reader import Reader, join, kind, describe, parse_yaml
@@ -31,9 +34,10 @@ _TLS_KEYS = ("insecureSkipVerify", "caFile", "certFile", "keyFile")
 _TOP_KEYS = (
     "shim", "cri", "address", "auth", "force", "debug", "timeout", "reloadInterval",
     "offlinePriority", "probeTimeout", "registries", "cache", "mirrorOf", "configMap",
-    "healthCheck", "allowUpstream", "admin", "adminTokenFile",
+    "healthCheck", "allowUpstream", "admin", "adminTokenFile", "names", "stateDir", "events",
 ) + _TLS_KEYS
-_REGISTRY_KEYS = ("address", "auth", "priority", "mirrorOf") + _TLS_KEYS
+_REGISTRY_KEYS = ("address", "auth", "priority", "mirrorOf", "namespaces",
+                  "podSelector") + _TLS_KEYS
 _CONFIGMAP_KEYS = ("enabled", "namespace", "name", "key")
 _HEALTH_KEYS = ("interval", "timeout", "failureThreshold", "successThreshold")
 _CACHE_KEYS = ("imageCacheSize", "imageCacheTTL", "negativeCacheTTL", "statsLogInterval",
@@ -103,6 +107,7 @@ def _read(reader, document):
             section, "priority", join(key, "priority"), REGISTRY_PRIORITY))
         if registry is None:
             continue
+        registry = _restricted(reader, key, section, registry)
         twin = _find(registries, registry.address)
         if twin is not None:
             reader.warn("{}: {} is already configured by {}; entry ignored".format(
@@ -140,6 +145,10 @@ def _read(reader, document):
         configmap=_configmap(reader, top.get("configMap")),
         health=_health(reader, top.get("healthCheck")),
         allow_upstream=reader.boolean(top, "allowUpstream", "allowUpstream", True),
+        names=_names(reader, top),
+        state_dir=reader.socket_path(top, "stateDir", "stateDir", DEFAULT_STATE_DIR)
+        or DEFAULT_STATE_DIR,
+        events=reader.boolean(top, "events", "events", True),
         **_admin(reader, top),
     )
 
@@ -151,6 +160,19 @@ def _reload_interval(reader, top):
     reader.warn("reloadInterval: {} is shorter than the floor of {floor}; using {floor}".format(
         format_duration(seconds), floor=format_duration(MIN_RELOAD_INTERVAL)))
     return MIN_RELOAD_INTERVAL
+
+
+def _names(reader, top):
+    """
+    C{names}: C{requested} (images show under the names they were asked
+    for) or C{registry} (under the names they were pulled by).
+    """
+    value = reader.string(top, "names", "names", NAMES_REQUESTED).lower()
+    if value not in (NAMES_REQUESTED, NAMES_REGISTRY):
+        reader.problem("names", "expected {} or {}, got {!r}".format(
+            NAMES_REQUESTED, NAMES_REGISTRY, value))
+        return NAMES_REQUESTED
+    return value
 
 
 def _admin(reader, top):
@@ -246,6 +268,19 @@ def _registry(reader, key, section, address, priority, offline=False):
         reader.warn("{}: TLS options have no effect on an http:// registry".format(where))
     return Registry(address=parsed, credentials=credentials, priority=priority,
                     offline=offline, tls=tls, mirror_of=mirror_of, key=key or "address")
+
+
+def _restricted(reader, key, section, registry):
+    """
+    A C{registries[]} entry's C{namespaces} and C{podSelector}: the
+    workloads it serves (L{cri_shim.model.selector}).
+    """
+    return attr.evolve(
+        registry,
+        namespaces=selector.read_namespaces(reader, section.get("namespaces"),
+                                            join(key, "namespaces")),
+        pod_selector=selector.read_selector(reader, section.get("podSelector"),
+                                            join(key, "podSelector")))
 
 
 def _mirror_of(reader, value, key):

@@ -24,6 +24,7 @@ from twisted.web.server import NOT_DONE_YET, Site
 
 from cri_shim import __version__
 from cri_shim.model import reference, rewrite
+from cri_shim.model.selector import Pod
 from cri_shim.ops import access
 from cri_shim.registries.health import DOWN
 from cri_shim.metrics import Readout
@@ -243,27 +244,39 @@ class AdminState:
 
     def explain(self, request):
         """
-        How an image would be pulled: candidates in order, the cache entry,
-        the decision and whose credentials go with it.
+        How an image would be pulled (for a pod in C{namespace} with the
+        C{label}s given, if any): the workload rules that match, candidates in
+        order, the cache entry, the decision and whose credentials go with it.
         """
         names = request.args.get(b"image") or [b""]
         name = names[0].decode("utf-8", "replace")
         try:
             ref = reference.parse(name).with_default_tag()
-        except reference.InvalidReference as e:
+            pod = _pod(request.args)
+        except (reference.InvalidReference, ValueError) as e:
             return _status(request, 400, str(e))
         snapshot = self._holder.current
-        cached = snapshot.cache.get(rewrite.cache_key(ref))
+        cached = snapshot.cache.get(rewrite.cache_key(ref, rewrite.scope(snapshot.config, pod)))
+        rules = [{
+            "registry": registry.name,
+            "namespaces": list(registry.namespaces) or None,
+            "podSelector": (registry.pod_selector.describe()
+                            if registry.pod_selector is not None else None),
+            "matches": rewrite.admits(registry, pod),
+        } for registry in snapshot.config.registries if registry.restricted]
         candidates = [{
             "registry": candidate.registry.name,
             "priority": candidate.registry.priority,
             "health": self._health.state(candidate.registry.name),
             "name": str(candidate.target),
-        } for candidate in rewrite.candidates(snapshot.config, ref, down=snapshot.down)]
-        d = maybeDeferred(self._resolver.resolve, snapshot, ref)
+        } for candidate in rewrite.candidates(snapshot.config, ref, down=snapshot.down, pod=pod)]
+        d = maybeDeferred(self._resolver.resolve, snapshot, ref, pod)
         d.addCallback(lambda decision: _json({
             "image": name,
             "normalized": str(ref),
+            "pod": None if pod is None else {"namespace": pod.namespace,
+                                             "labels": pod.label_map},
+            "rules": rules,
             "candidates": candidates,
             "cached": _decision(cached) if cached is not None else None,
             "decision": _decision(decision),
@@ -286,6 +299,21 @@ class AdminState:
         """
         return self._reloader.reload("admin request").addCallback(
             lambda reloaded: _json({"reloaded": reloaded}))
+
+
+def _pod(args):
+    """
+    :return: the L{Pod} that C{namespace} and C{label=k=v} (repeated) in a
+        query describe, or C{None} (a pull for no pod) when neither is given.
+    :raise ValueError: for a label without C{=}.
+    """
+    namespace = (args.get(b"namespace") or [b""])[0].decode("utf-8", "replace")
+    labels = [label.decode("utf-8", "replace") for label in args.get(b"label", ())]
+    if not namespace and not labels:
+        return None
+    if not all("=" in label for label in labels):
+        raise ValueError("a label is key=value")
+    return Pod("", namespace, labels=dict(label.split("=", 1) for label in labels))
 
 
 def _decision(decision):

@@ -12,7 +12,7 @@ import json
 import re
 import socket
 import sys
-from urllib.parse import quote
+from urllib.parse import urlencode
 
 # The config's defaults (cri_shim.model.config), kept equal by the tests.
 DEFAULT_CONFIG_PATH = "/etc/image-cri-shim.yaml"
@@ -96,8 +96,16 @@ def admin_address(config_path):
 
 
 def _explain(answer):
-    lines = ["image      {} ({})".format(answer["image"], answer["normalized"]),
-             "candidates (in the order they are asked):"]
+    lines = ["image      {} ({})".format(answer["image"], answer["normalized"])]
+    pod = answer.get("pod")
+    lines.append("pod        " + ("namespace {} labels {}".format(
+        pod["namespace"] or "(any)", ",".join("{}={}".format(*item) for item in sorted(
+            pod["labels"].items())) or "(none)") if pod else "none (as crictl or a pre-pull)"))
+    for rule in answer.get("rules", ()):
+        lines.append("rule       {:<32} {} namespaces {} podSelector {}".format(
+            rule["registry"], "matches " if rule["matches"] else "no match",
+            ",".join(rule["namespaces"] or ["(any)"]), rule["podSelector"] or "(any)"))
+    lines.append("candidates (in the order they are asked):")
     for candidate in answer["candidates"] or [{"registry": "none configured"}]:
         lines.append("  {:<32} priority {:<6} {:<8} {}".format(
             candidate["registry"], candidate.get("priority", ""), candidate.get("health", ""),
@@ -114,6 +122,19 @@ def _explain(answer):
         decision["source"], ", ".join(decision["asked"]) or "none"))
     lines.append("credentials " + decision["credentials"])
     return "\n".join(lines)
+
+
+def _explain_query(arguments):
+    """
+    :return: the query of C{/explain}: the image, and the pod's namespace and
+        labels when given.
+    """
+    if arguments.command != "explain":
+        return []
+    query = [("image", arguments.image)]
+    if arguments.namespace:
+        query.append(("namespace", arguments.namespace))
+    return query + [("label", label) for label in arguments.label]
 
 
 def _registries(rows):
@@ -145,6 +166,9 @@ def main(argv=None):
     commands = parser.add_subparsers(dest="command", required=True)
     explain = commands.add_parser("explain", help="how an image would be pulled, and why")
     explain.add_argument("image")
+    explain.add_argument("--namespace", default="", help="as for a pod in this namespace")
+    explain.add_argument("--label", action="append", default=[], metavar="KEY=VALUE",
+                         help="as for a pod with this label (repeat for more)")
     commands.add_parser("registries", help="the registries, their health and login")
     cache = commands.add_parser("cache", help="the rewrite cache")
     cache.add_argument("action", choices=["flush"])
@@ -152,8 +176,7 @@ def main(argv=None):
     arguments = parser.parse_args(argv)
     address = arguments.admin or admin_address(arguments.config)
     requests = {
-        "explain": ("GET", "/explain?image=" + quote(getattr(arguments, "image", ""), safe=""),
-                    _explain),
+        "explain": ("GET", "/explain?" + urlencode(_explain_query(arguments)), _explain),
         "registries": ("GET", "/registries", _registries),
         "cache": ("POST", "/cache/flush",
                   lambda answer: "flushed {} cached decisions".format(answer["flushed"])),

@@ -29,10 +29,12 @@ class ProxyHandler(grpc.GenericRpcHandler):
         self._upstream = upstream
         self._timeout = timeout
         self._metrics = metrics or Metrics()
-        self._handlers = dict(rewriting)
-        for path in methods.UNARY:
-            self._handlers[path] = grpc.unary_unary_rpc_method_handler(
+        self._handlers = {
+            path: grpc.unary_unary_rpc_method_handler(
                 self._metrics.instrument(path, self._unary_relay(path)))
+            for path in methods.UNARY}
+        # A rewriting handler takes its method over from the plain relay.
+        self._handlers.update(rewriting)
 
     def service(self, handler_call_details):
         path = handler_call_details.method

@@ -22,12 +22,12 @@ from twisted.logger import Logger, LogLevel
 
 from cri_shim.model import config as configuration, schema
 from cri_shim.metrics import Metrics
-from cri_shim.sync.atomic import write_atomically
+from cri_shim.files import write_atomically
 from cri_shim.sync.configfile import mode_notices, read_config
 from cri_shim.sync.ticker import Ticker
 
 #: Settings that only take effect at start.
-RESTART_ONLY = ("shim", "cri", "force", "admin", "admin_token_file")
+RESTART_ONLY = ("shim", "cri", "force", "admin", "admin_token_file", "state_dir")
 
 
 class ConfigReloader(service.Service):

@@ -148,7 +148,7 @@ class ObjectWatch:
             if kind == "ERROR":
                 code = thing.get("code")
                 raise Refused(code if isinstance(code, int) else 500,
-                              _message(thing.get("message")))
+                              _one_line(thing.get("message")))
             if kind == "BOOKMARK":
                 return on_event(kind, {"metadata": {"resourceVersion": _version(thing)}})
             if kind not in ("ADDED", "MODIFIED", "DELETED"):
@@ -259,17 +259,24 @@ def _unreachable(failure, timeout=None):
 
 def _check_status(code, body):
     if code != 200:
-        try:
-            message = json.loads(body.decode("utf-8")).get("message")
-        except (ValueError, AttributeError, UnicodeDecodeError):
-            message = body[:120].decode("utf-8", "replace")
-        raise Refused(code, _message(message))
+        raise Refused(code, status_message(body))
 
 
-def _message(message):
+def status_message(body):
     """
-    :return: a Status message, one short line.
+    :return: the C{message} of a Kubernetes C{Status} body, else a short
+        excerpt, on one short line.
     """
+    try:
+        message = json.loads(body.decode("utf-8")).get("message")
+    except (ValueError, AttributeError, UnicodeDecodeError):
+        message = None
+    if not isinstance(message, str):
+        message = body[:120].decode("utf-8", "replace")
+    return _one_line(message)
+
+
+def _one_line(message):
     if not isinstance(message, str):
         return "(no message)"
     return " ".join(message.split())[:300] or "(no message)"

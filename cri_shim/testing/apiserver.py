@@ -1,7 +1,7 @@
-# -*- test-case-name: tests.sync.test_watch -*-
+# -*- test-case-name: tests.sync.test_watch,tests.sync.test_events -*-
 """
-The part of the Kubernetes API the ConfigMap sync uses, as a C{twisted.web}
-resource following the real API's contract, watches included.
+The part of the Kubernetes API the shim uses (ConfigMaps, events), as a
+C{twisted.web} resource following the real API's contract, watches included.
 """
 
 import json
@@ -28,6 +28,12 @@ class FakeAPIServer(Resource):
 
     Every change bumps the one C{resourceVersion} counter, as etcd does.
 
+    Events (C{POST /api/v1/namespaces/{ns}/events}, C{PATCH .../events/{name}}
+    with a merge patch) are kept in C{events}, keyed by C{(namespace,
+    name)}: 201 with the object made, 409 on a name clash, 404 for a patch
+    of none, 403 with C{events_forbidden}; with C{stall_events}, event
+    requests are never answered (kept in C{stalled}).
+
     :param clock: an C{IReactorTime} for watch timeouts and bookmarks.
     :ivar token: the bearer token required.
     :ivar forbidden: answer 403 to everything, as the node authorizer would.
@@ -35,7 +41,7 @@ class FakeAPIServer(Resource):
     :ivar status: a status code to answer every request with (5xx tests).
     :ivar body: raw bytes to answer with instead (garbage tests).
     :ivar bookmarks: the bookmarks sent.
-    :ivar requests: the requests answered; C{counts} by kind (C{get},
+    :ivar requests: the requests answered (events too); C{counts} by kind (C{get},
         C{list}, C{watch}); C{log} their C{(clock time, kind, query)}
         (C{query} a dict) when C{record} is set.
     """
@@ -63,6 +69,10 @@ class FakeAPIServer(Resource):
         self._history = []
         self._oldest = 0
         self.watches = []
+        self.events = {}
+        self.events_forbidden = False
+        self.stall_events = False
+        self.stalled = []
 
     @property
     def version(self):
@@ -178,6 +188,59 @@ class FakeAPIServer(Resource):
                                "metadata": {"resourceVersion": self.version},
                                "items": items}).encode("utf-8")
         return self._watch(request, namespace, name, query)
+
+    def render_POST(self, request):
+        return self._event_request(request, self._create_event)
+
+    def render_PATCH(self, request):
+        return self._event_request(request, self._patch_event)
+
+    def _event_request(self, request, answer):
+        self.requests += 1
+        request.setHeader("content-type", "application/json")
+        if request.getHeader("authorization") != "Bearer " + self.token:
+            return _status(request, 401, "Unauthorized", "Unauthorized")
+        parts = request.path.decode("ascii").strip("/").split("/")
+        if (len(parts) not in (5, 6) or parts[:3] != ["api", "v1", "namespaces"]
+                or parts[4] != "events"):
+            return _status(request, 404, "NotFound", "the server could not find the "
+                           "requested resource")
+        if self.stall_events:
+            self.stalled.append(request)
+            return NOT_DONE_YET
+        if self.events_forbidden:
+            return _status(request, 403, "Forbidden", (
+                'events is forbidden: User "system:node:worker-1" cannot create resource '
+                '"events" in API group "" in the namespace "{}"').format(parts[3]))
+        try:
+            body = json.loads(request.content.read().decode("utf-8"))
+        except ValueError:
+            return _status(request, 400, "BadRequest", "not JSON")
+        return answer(request, parts[3], parts[5] if len(parts) == 6 else None, body)
+
+    def _create_event(self, request, namespace, name, event):
+        name = (event.get("metadata") or {}).get("name")
+        if not name or event.get("metadata", {}).get("namespace", namespace) != namespace:
+            return _status(request, 422, "Invalid", "metadata.name and namespace")
+        if (namespace, name) in self.events:
+            return _status(request, 409, "AlreadyExists",
+                           'events "{}" already exists'.format(name), name=name)
+        self._version += 1
+        event["metadata"].update(resourceVersion=str(self._version), uid="event-{}".format(
+            self._version))
+        self.events[(namespace, name)] = event
+        request.setResponseCode(201)
+        return json.dumps(event).encode("utf-8")
+
+    def _patch_event(self, request, namespace, name, patch):
+        event = self.events.get((namespace, name))
+        if name is None or event is None:
+            return _status(request, 404, "NotFound",
+                           'events "{}" not found'.format(name), name=name)
+        event.update(patch)
+        self._version += 1
+        event["metadata"]["resourceVersion"] = str(self._version)
+        return json.dumps(event).encode("utf-8")
 
     def _count(self, kind, query=None):
         self.counts[kind] += 1

@@ -155,6 +155,7 @@ class _FailoverTestsMixin:
             "shim: {shim}\n"
             "cri: {cri}\n"
             "admin: {admin}\n"
+            "stateDir: {state}\n"
             "address: {primary}\n"
             "auth: {alice[0]}:{alice[1]}\n"
             "registries:\n"
@@ -163,6 +164,7 @@ class _FailoverTestsMixin:
             "{extra}"
         ).format(shim=self.node.socket, cri=self.node.containerd.socket,
                  admin=os.path.join(self.node.sandbox.directory, "admin.sock"),
+                 state=self.node.state_dir,
                  primary=primary_url or self.primary.url, alice=ALICE, backup=self.backup.url,
                  bob=BOB, extra=extra)
 

@@ -57,11 +57,11 @@ from cri_shim.sync.watch import MAX_RESPONSE, REQUEST_TIMEOUT
 from cri_shim.sync.reloader import ConfigReloader
 from cri_shim.snapshot import SnapshotHolder
 from cri_shim.testing import no_jitter
+from cri_shim.testing.reactor import FakeReactor
 from tests import fault_support
 from tests.e2e import test_config as live
 from tests.fault_support import MountError, Tmpfs, memory_kib
 from tests.sync.test_configmap import CLUSTER, LOCAL, PollerTestMixin
-from tests.sync.test_reloader import _Reactor
 
 #: The ConfigMap request timeout the shim runs with here (seconds).
 SHORT_REQUEST_TIMEOUT = 2.0
@@ -478,11 +478,13 @@ TOP_KINDS = {
     "debug": "bool", "timeout": "duration", "reloadInterval": "duration",
     "offlinePriority": "int", "probeTimeout": "duration", "registries": "list-of-maps",
     "cache": "map", "mirrorOf": "domains", "configMap": "map", "healthCheck": "map",
-    "allowUpstream": "bool", "admin": "admin", "insecureSkipVerify": "bool",
-    "caFile": "path", "certFile": "path", "keyFile": "path",
+    "allowUpstream": "bool", "admin": "admin", "adminTokenFile": "path", "events": "bool",
+    "names": "names", "stateDir": "path",
+    "insecureSkipVerify": "bool", "caFile": "path", "certFile": "path", "keyFile": "path",
 }
 REGISTRY_KINDS = {
     "address": "address", "auth": "auth", "priority": "int", "mirrorOf": "domains",
+    "namespaces": "namespaces", "podSelector": "selector",
     "insecureSkipVerify": "bool", "caFile": "path", "certFile": "path", "keyFile": "path",
 }
 CACHE_KINDS = {
@@ -510,6 +512,12 @@ WRONG = {
     "domains": [12, True, {"a": 1}, [1], [[1]], ["bad domain!"]],
     "list-of-maps": ["x", 12, True, {"a": 1}, [1], ["x"]],
     "map": ["x", 12, True, [1]],
+    "names": ["sometimes", 12, True, [1], {"a": 1}],
+    "namespaces": [12, True, {"a": 1}, [1], [], ["Bad_NS"], [[1]]],
+    "selector": ["x", 12, True, [1], {"matchLabels": [1]}, {"matchLabels": {"a": True}},
+                 {"matchLabels": {"bad key!": "x"}}, {"matchExpressions": "x"},
+                 {"matchExpressions": [{"key": "a", "operator": "Has"}]},
+                 {"matchExpressions": [{"key": "a", "operator": "In"}]}],
     "name": [[1], {"a": 1}, True, "Not_Valid!", "x" * 300],
 }
 
@@ -588,7 +596,7 @@ class BadInputAtReloadTests(unittest.SynchronousTestCase):
         self.path = os.path.join(folder, "shim.yaml")
         self.good = _dump(BASE)
         self.write(self.good)
-        self.reactor = _Reactor()
+        self.reactor = FakeReactor()
         self.holder = SnapshotHolder(schema.load(self.good)[0], self.reactor.seconds)
         self.reloader = ConfigReloader(self.path, self.holder, self.reactor, self.good,
                                        handle_sighup=False, uniform=no_jitter)

@@ -1488,6 +1488,38 @@ class AdminTests(SynchronousTestCase):
                            "ignored")])
 
 
+class NamesTests(SynchronousTestCase):
+    """
+    The C{names} and C{stateDir} keys.
+    """
+
+    def test_defaults(self):
+        """
+        Images show under their requested names, remembered under
+        C{/var/lib/image-cri-shim}.
+        """
+        loaded = _config("force: true")
+        self.assertEqual((loaded.names, loaded.state_dir),
+                         ("requested", "/var/lib/image-cri-shim"))
+
+    def test_values(self):
+        """
+        C{names} is C{requested} or C{registry}, in any case; C{stateDir} an
+        absolute path.
+        """
+        loaded = _config("names: Registry\nstateDir: /srv/ics\n")
+        self.assertEqual((loaded.names, loaded.state_dir), ("registry", "/srv/ics"))
+        self.assertEqual(_config("names: requested").names, "requested")
+
+    def test_problems(self):
+        """
+        Anything else is a problem naming the key.
+        """
+        self.assertEqual(_problems("names: mirror\nstateDir: state\n"), [
+            "names: expected requested or registry, got 'mirror'",
+            "stateDir: must be an absolute path, got 'state'"])
+
+
 class DetectCriTests(SynchronousTestCase):
     """
     Tests for L{detect_cri}, which finds the runtime socket when C{cri} is

@@ -3,12 +3,14 @@ Tests for L{cri_shim.registries.resolver}: concurrent probes walked in priority 
 caching, single flight, exclusions.
 """
 
+import attr
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.logger import LogLevel, capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 
 from cri_shim.model import config, reference, rewrite
+from cri_shim.model.selector import Pod
 from cri_shim.registries.probe import ProbeError
 from cri_shim.registries.resolver import Resolver
 from cri_shim.snapshot import SnapshotHolder
@@ -421,3 +423,59 @@ class RecoveryTests(SynchronousTestCase):
         self.holder.publish_down(set())
         self.assertIsNone(self.holder.current.cache.get(
             rewrite.cache_key(reference.parse("nginx"))))
+
+
+class PodScopeTests(SynchronousTestCase):
+    """
+    Lookups for pods: restricted registries asked only for the pods they
+    serve, decisions shared only between pods the rules see alike, and the
+    registries passed over named in the decision.
+    """
+
+    def setUp(self):
+        self.clock = Clock()
+        self.prober = FakeProber()
+        self.resolver = Resolver(self.prober)
+        team = attr.evolve(MIRROR, namespaces=("team-a",))
+        self.holder = SnapshotHolder(make_config(OFFLINE, team, BACKUP), self.clock.seconds)
+
+    def lookup(self, pod):
+        return self.resolver.lookup(self.holder.current, reference.parse("nginx:1"), pod=pod)
+
+    def test_restricted_asked_for_its_pods_only(self):
+        """
+        The namespace's registry is asked for its pods and not for others;
+        each scope has its own single flight and cache entry.
+        """
+        mine = self.lookup(Pod("p", "team-a"))
+        theirs = self.lookup(Pod("p", "team-b"))
+        none = self.lookup(None)
+        self.assertEqual([name for name, _, _, _ in self.prober.calls], [
+            "sealos.hub:5000", "mirror.example", "backup.example/proj",
+            "sealos.hub:5000", "backup.example/proj"])
+        for name in ("sealos.hub:5000", "sealos.hub:5000"):
+            self.prober.answer(name, False)
+        self.prober.answer("mirror.example", True)
+        self.prober.answer("backup.example/proj", True)
+        self.assertEqual(self.successResultOf(mine).registry.name, "mirror.example")
+        theirs = self.successResultOf(theirs)
+        self.assertEqual(theirs.registry.name, "backup.example/proj")
+        self.assertIs(self.successResultOf(none), theirs)
+        cache = self.holder.current.cache
+        self.assertEqual(cache.get("docker.io/library/nginx:1 for mirror.example").registry.name,
+                         "mirror.example")
+        self.assertEqual(cache.get("docker.io/library/nginx:1").registry.name,
+                         "backup.example/proj")
+
+    def test_passed_over(self):
+        """
+        A decision names the registries ranked above the one chosen that
+        could not serve: unreachable, or found down.
+        """
+        self.holder.publish_down({"sealos.hub:5000"})
+        d = self.lookup(Pod("p", "team-a"))
+        self.prober.answer("mirror.example", ProbeError("connection refused", unreachable=True))
+        self.prober.answer("backup.example/proj", True)
+        self.assertEqual(self.successResultOf(d).passed_over, (
+            ("sealos.hub:5000", "found down"),
+            ("mirror.example", "unreachable: connection refused")))

@@ -40,7 +40,7 @@ from cri_shim.registries.resolver import Resolver
 from cri_shim.serve.passthrough import ProxyHandler
 from cri_shim.snapshot import SnapshotHolder
 from cri_shim.sync.reloader import ConfigReloader
-from cri_shim.testing import registry_config
+from cri_shim.testing import FakeReactor, registry_config
 from tests import secrets_guard
 from tests.e2e_support import ALICE, CALL_TIMEOUT, REPO_ROOT, ShimNode, skip_reason
 from tests.security.test_security import _free_port, _wait_until
@@ -344,13 +344,14 @@ class AddressRedactionTests(SynchronousTestCase):
         A live reload of such a file logs the refusal without the password.
         """
         path = self.mktemp()
-        holder = SnapshotHolder(config.Config(), Clock().seconds)
-        reloader = ConfigReloader(path, holder, Clock(), b"", handle_sighup=False)
+        reactor = FakeReactor()
+        holder = SnapshotHolder(config.Config(), reactor.seconds)
+        reloader = ConfigReloader(path, holder, reactor, b"", handle_sighup=False)
         logged = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
         for password, document in self.documents():
             with open(path, "w") as f:
                 f.write(document)
-            self.assertFalse(reloader.reload("test"))
+            self.assertFalse(self.successResultOf(reloader.reload("test")))
             text = "\n".join(formatEvent(event) for event in logged)
             self.assertNotIn(password, text)
             self.assertNotIn("Secret", text)

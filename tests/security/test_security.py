@@ -35,7 +35,7 @@ from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 from twisted.web.resource import Resource
 
 from cri_shim.model import config, reference, rewrite, schema
-from cri_shim.serve import image_service
+from cri_shim.model.names import parse_requested
 from cri_shim.ops.admin import admin_service
 from tests.e2e_support import (
     ALICE, BOB, CALL_TIMEOUT, KUBELET_AUTH, SHIM_START_TIMEOUT, ShimNode, basic_token,
@@ -237,6 +237,7 @@ def _base_lines(node, admin=None):
         "shim: {}".format(node.socket),
         "cri: {}".format(node.containerd.socket),
         "admin: {}".format(admin or node.admin),
+        "stateDir: {}".format(node.state_dir),
     ]
 
 
@@ -603,7 +604,7 @@ def _images_and_registries(draw):
     if draw(st.integers(0, 3)) == 0:
         host = _swap_case(draw, address.host) if address.host != "docker.io" else "docker.io"
         text = host + "/" + text.split("/", 1)[-1] if "/" in text else host + "/" + text
-    ref = image_service._parse_name(text)
+    ref = parse_requested(text)
     assume(ref is not None)
     return ref, address
 
@@ -674,7 +675,7 @@ class RewritePropertyTests(SynchronousTestCase):
         an image name it can parse) or a reference with a tag or digest
         whose lookups never raise, with any registries configured.
         """
-        ref = image_service._parse_name(text)
+        ref = parse_requested(text)
         if ref is None:
             return
         self.assertIsInstance(ref, reference.Reference)

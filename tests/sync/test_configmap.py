@@ -18,7 +18,7 @@ from twisted.logger import LogLevel, capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 
 from cri_shim.model import config, schema
-from cri_shim.sync.atomic import write_atomically
+from cri_shim.files import write_atomically
 from cri_shim.sync.configfile import read_config
 from cri_shim.sync.configmap import (
     MAX_BACKOFF,
@@ -28,8 +28,8 @@ from cri_shim.sync.configmap import (
 )
 from cri_shim.sync.reloader import ConfigReloader
 from cri_shim.snapshot import SnapshotHolder
+from cri_shim.testing.reactor import FakeReactor
 from cri_shim.testing import FakeAPIServer, Sequence, no_jitter
-from tests.sync.test_reloader import _Reactor
 
 LOCAL = b"""# node config
 shim: /run/shim.sock
@@ -75,7 +75,7 @@ class PollerTestMixin:
         self.path = os.path.join(folder, "image-cri-shim.yaml")
         with open(self.path, "wb") as f:
             f.write(LOCAL)
-        self.clock = _Reactor()
+        self.clock = FakeReactor()
         self.holder = SnapshotHolder(schema.load(LOCAL)[0], self.clock.seconds)
         self.api = FakeAPIServer(clock=self.clock)
         self.http = StubTreq(self.api)

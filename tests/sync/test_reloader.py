@@ -9,71 +9,18 @@ import signal
 import stat
 import tempfile
 
-from twisted.internet.task import Clock
 from twisted.logger import LogLevel, capturedLogs
-from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from cri_shim.model import config, schema
-from cri_shim.sync.atomic import write_atomically
+from cri_shim.files import write_atomically
 from cri_shim.sync.configfile import read_config
 from cri_shim.sync.reloader import ConfigReloader
 from cri_shim.snapshot import SnapshotHolder
 from cri_shim.testing import no_jitter
+from cri_shim.testing.reactor import FakeReactor
 
 GOOD = b"address: http://sealos.hub:5000\nauth: admin:one\nreloadInterval: 10s\nforce: true\n"
-
-
-class ManualPool:
-    """
-    A thread pool for L{deferToThreadPool} that runs the work at once on
-    the calling thread; with C{hold = True}, its results reach the reactor
-    only when the test calls L{deliver} (the work is then "in progress").
-
-    :ivar calls: the callables given, in order.
-    """
-
-    def __init__(self):
-        self.hold = False
-        self.calls = []
-        self._results = []
-
-    def callInThreadWithCallback(self, on_result, f, *args, **kwargs):
-        self.calls.append(f)
-        try:
-            outcome = (True, f(*args, **kwargs))
-        except BaseException:
-            outcome = (False, Failure())
-        self._results.append((on_result, outcome))
-        if not self.hold:
-            self.deliver()
-
-    def deliver(self, last_first=False):
-        """
-        Hand the results held so far to the reactor: in order, or the
-        latest first (as threads may finish).  Work they lead to stays in
-        progress.
-        """
-        results, self._results = self._results, []
-        for on_result, outcome in reversed(results) if last_first else results:
-            on_result(*outcome)
-
-
-class _Reactor(Clock):
-    """
-    A clock whose callFromThread runs the call at once, and whose thread
-    pool is a L{ManualPool}.
-    """
-
-    def __init__(self):
-        Clock.__init__(self)
-        self.pool = ManualPool()
-
-    def callFromThread(self, f, *args, **kwargs):
-        f(*args, **kwargs)
-
-    def getThreadPool(self):
-        return self.pool
 
 
 class _ReloaderCase(SynchronousTestCase):
@@ -82,7 +29,7 @@ class _ReloaderCase(SynchronousTestCase):
         self.addCleanup(shutil.rmtree, folder, True)
         self.path = os.path.join(folder, "shim.yaml")
         self.write(GOOD)
-        self.reactor = _Reactor()
+        self.reactor = FakeReactor()
         self.holder = SnapshotHolder(schema.load(GOOD)[0], self.reactor.seconds)
         self.published = []
         self.holder.subscribe(self.published.append)
@@ -189,6 +136,19 @@ class ConfigReloaderTests(_ReloaderCase):
                          (True, config.DEFAULT_SHIM_SOCKET, True))
         [warning] = [e for e in events if e["log_level"] == LogLevel.warn]
         self.assertEqual(warning["keys"], "shim, force")
+
+    def test_state_dir_restart_only(self):
+        """
+        A changed C{stateDir} is held back too: the names store was opened
+        there at start.
+        """
+        self.start()
+        with capturedLogs() as events:
+            self.write(GOOD + b"stateDir: /srv/elsewhere\n")
+            self.reactor.advance(10)
+        self.assertEqual(self.holder.current.config.state_dir, config.DEFAULT_STATE_DIR)
+        [warning] = [e for e in events if e["log_level"] == LogLevel.warn]
+        self.assertEqual(warning["keys"], "state_dir")
 
     def test_sighup(self):
         """

@@ -1,5 +1,5 @@
 """
-Tests for L{cri_shim.sync.atomic}: content, mode, failures, and the order
+Tests for L{cri_shim.files}: content, mode, failures, and the order
 of the calls that make the write survive a crash.
 """
 
@@ -10,7 +10,7 @@ import tempfile
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from cri_shim.sync.atomic import write_atomically
+from cri_shim.files import write_atomically
 
 
 class RecordingOS:

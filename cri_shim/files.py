@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.sync.test_atomic -*-
+# -*- test-case-name: tests.test_files -*-
 """
 Replace a file atomically: a reader (or a crash, or a power cut) sees the old
 content or the new, never a mix or an empty file.  Blocking: run it on a
