@@ -138,16 +138,14 @@ class RegistryHealthChecker(service.Service):
 
     def report_reachable(self, name, reason):
         """
-        Passive health: a lookup got an answer from C{name}.  A registry not
-        seen yet is up, and needs no check; a down one counts it as a good
-        check.
+        Passive health: a lookup got an answer from C{name}.  A down
+        registry counts it as a good check; an up one forgets its failed
+        checks.  One not seen yet waits for its first check (due at once),
+        which asks more of it (a whole answer) than a probe's headers.
         """
         health = self.registries.get(name)
-        if health is None:
-            return
-        if health.state == UNKNOWN:
-            self._cancel(health)
-        if health.state != UP or health.failures:
+        if health is not None and (health.state == DOWN or (health.state == UP and
+                                                            health.failures)):
             self._succeeded(health, reason)
 
     def pull_started(self, name):

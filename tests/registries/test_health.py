@@ -261,39 +261,49 @@ class IdleTests(SynchronousTestCase):
 
     def test_lookup_answer_is_seen(self):
         """
-        A lookup's answer from a registry not seen yet makes it up without
-        a check; one from a down registry counts as a good check.
+        A lookup's answer from a down registry counts as a good check; one
+        from an up registry clears its failed checks; a registry not seen
+        yet still gets its first check.
         """
-        self.holder.publish(make_config(ONE, TWO, success_threshold=1))
+        self.holder.publish(make_config(ONE, TWO, success_threshold=1, failure_threshold=2))
         checker = RegistryHealthChecker(self.holder, self.http, self.clock,
                                         uniform=no_jitter)
         checker.startService()
         self.addCleanup(checker.stopService)
         checker.report_reachable(ONE.name, "a lookup got its answer")
+        self.assertEqual(self.state(checker, ONE), UNKNOWN)
         self.flush(0)
-        self.assertEqual(self.state(checker, ONE), UP)
-        self.assertEqual(len(self.one.seen), 0)
+        self.assertEqual((self.state(checker, ONE), len(self.one.seen)), (UP, 1))
         checker.report_unreachable(TWO.name, "refused")
         checker.report_reachable(TWO.name, "a lookup got its answer")
         self.assertEqual(self.state(checker, TWO), UP)
+        checker.pull_started(ONE.name)
+        self.one.status = 503
+        self.flush(10)
+        self.assertEqual(checker.registries[ONE.name].failures, 1)
+        checker.report_reachable(ONE.name, "a lookup got its answer")
+        self.one.status = None
+        self.assertEqual((self.state(checker, ONE), checker.registries[ONE.name].failures),
+                         (UP, 0))
 
     def test_resolver_reports_answers(self):
         """
         The resolver tells the checker of each registry that answered a
-        probe (found or not).
+        probe (found or not): a down one is up again.
         """
         checker = RegistryHealthChecker(self.holder, self.http, self.clock,
                                         uniform=no_jitter)
         checker.startService()
         self.addCleanup(checker.stopService)
+        self.flush(0)
+        checker.report_unreachable(ONE.name, "refused")
+        checker.report_unreachable(TWO.name, "refused")
         resolver = Resolver(Prober(self.http, self.clock),
                             on_unreachable=checker.report_unreachable,
                             on_reachable=checker.report_reachable)
         resolver.resolve(self.holder.current, reference.parse("nginx:1"))
         self.http.flush()
         self.assertEqual((self.state(checker, ONE), self.state(checker, TWO)), (UP, UP))
-        self.flush(0)
-        self.assertEqual([seen[1] for seen in self.one.seen if seen[1] == "/v2/"], [])
 
     def test_jitter(self):
         """
