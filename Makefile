@@ -9,6 +9,9 @@
 #                minimal Python proxy; prints the table, writes bench/results.md
 #                (BENCH_SOAK=600 for the 10-minute soak; BENCH_ARGS for bench/run.py)
 #   make bench-quick  as root: every bench phase, short (under a minute), to check it works
+#   make bench-fleet  the ConfigMap client x 2,000 against an in-process API server, and one
+#                idle real shim for 10 minutes: the "Fleet" section of bench/results.md (~20 min;
+#                BENCH_ARGS=--quick for a 3-minute check whose report goes to the temp folder)
 
 PYTHON ?= python3
 VENV := .venv
@@ -16,7 +19,7 @@ PY := $(VENV)/bin/python
 APT_PACKAGES := containerd docker-registry apache2-utils protobuf-compiler
 TEST_DEPS := hypothesis prometheus_client
 
-.PHONY: setup test demo system-packages protos clean deb deb-test bench bench-quick
+.PHONY: setup test demo system-packages protos clean deb deb-test bench bench-quick bench-fleet
 
 setup: system-packages $(VENV)/.installed
 
@@ -62,6 +65,9 @@ bench: setup
 
 bench-quick: setup
 	GRPC_VERBOSITY=ERROR $(PY) bench/run.py --quick $(BENCH_ARGS)
+
+bench-fleet: setup
+	GRPC_VERBOSITY=ERROR $(PY) bench/fleet.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info cri_shim/_proto _trial_temp twisted/plugins/dropin.cache

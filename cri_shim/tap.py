@@ -5,6 +5,7 @@ C{twistd image-cri-shim} runs.  Only this module resolves the global reactor.
 """
 
 import os
+import random
 import sys
 
 # gRPC's core logs routine connection events (GOAWAY on every shutdown) to
@@ -26,10 +27,10 @@ from cri_shim.model import config as configuration, schema
 from cri_shim.serve import methods
 from cri_shim.sync import kube
 from cri_shim.ops.admin import AdminResource, AdminState, add_readouts, admin_service
-from cri_shim.serve.bridge import cancellable_caller
+from cri_shim.serve.bridge import cancellable_caller, pull_tracker
 from cri_shim.ops.cache_stats import CacheStatsLogger
 from cri_shim.sync.configfile import mode_notices, read_config
-from cri_shim.sync.configmap import ConfigMapPoller
+from cri_shim.sync.configmap import ConfigMapSync
 from cri_shim.sync.events import EventRecorder, node_name
 from cri_shim.ops.dryrun import dry_run
 from cri_shim.registries.health import RegistryHealthChecker
@@ -148,11 +149,16 @@ def makeService(options, reactor=None):
     registries_http = HTTPClient(agent(reactor, registry_policy(holder, reactor), pool))
     prober = Prober(registries_http, reactor, metrics)
     holder.subscribe(lambda snapshot: (pool.closeCachedConnections(), prober.forget_tokens()))
-    health = RegistryHealthChecker(holder, registries_http, reactor, metrics)
-    resolver = Resolver(prober, on_unreachable=health.report_unreachable)
+    # One random source for every timer's jitter, seeded apart on each node.
+    uniform = random.SystemRandom().random
+    health = RegistryHealthChecker(holder, registries_http, reactor, metrics, uniform)
+    resolver = Resolver(prober, on_unreachable=health.report_unreachable,
+                        on_reachable=health.report_reachable)
     upstream = Upstream(cri)
     lookup = cancellable_caller(reactor, resolver.lookup)
     report_unreachable = partial(reactor.callFromThread, health.report_unreachable)
+
+    track_pull = pull_tracker(reactor, health.pull_started, health.pull_ended)
     events = EventRecorder(holder, reactor, partial(kube.find_cluster, os.environ),
                            partial(_cluster_http, reactor), node_name(os.environ), metrics)
     report_event = partial(reactor.callFromThread, events.record)
@@ -160,7 +166,7 @@ def makeService(options, reactor=None):
     rewriting = {}
     for package in methods.API:
         images = ImageService(package, upstream, holder, lookup, report_unreachable, metrics,
-                              store, report_event)
+                              store, report_event, track_pull)
         rewriting.update(images.handlers())
         rewriting.update(NameView(package, upstream, holder, store, images.thd_local_name,
                                   metrics).handlers())
@@ -171,15 +177,16 @@ def makeService(options, reactor=None):
     root = service.MultiService()
     root.setName("image-cri-shim")
     reloader = ConfigReloader(options["config"], holder, reactor, options["text"],
-                              metrics=metrics)
+                              metrics=metrics, uniform=uniform)
     reloader.setServiceParent(root)
-    poller = ConfigMapPoller(options["config"], holder, reloader, reactor,
-                             partial(kube.find_cluster, os.environ),
-                             partial(_cluster_http, reactor), metrics=metrics)
+    poller = ConfigMapSync(options["config"], holder, reloader, reactor,
+                           partial(kube.find_cluster, os.environ),
+                           partial(_cluster_http, reactor), metrics=metrics, uniform=uniform)
+    reloader.also_on_sighup(poller.resync)
     poller.setServiceParent(root)
     health.setServiceParent(root)
     events.setServiceParent(root)
-    CacheStatsLogger(holder, reactor).setServiceParent(root)
+    CacheStatsLogger(holder, reactor, uniform).setServiceParent(root)
     ReconcileService(store, partial(thd_image_names, upstream), reactor).setServiceParent(root)
     grpc_server = GrpcServerService(config.shim, proxy, upstream, reactor)
     if config.admin:

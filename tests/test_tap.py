@@ -149,6 +149,15 @@ class MakeServiceTests(SynchronousTestCase):
         store = root.getServiceNamed("names")._store
         self.assertEqual(store.path, os.path.join(self.folder, "state", "names.json"))
 
+    def test_sighup_resyncs_configmap(self):
+        """
+        SIGHUP (the reloader's hang_up) also makes the ConfigMap sync list
+        again at once.
+        """
+        root = tap.makeService(self.options, _Reactor())
+        reloader = root.getServiceNamed("config-reload")
+        self.assertEqual(reloader._on_sighup, [root.getServiceNamed("configmap").resync])
+
     def test_socket_in_use(self):
         """
         A socket another server answers on stops the start with a clear

@@ -23,13 +23,17 @@ class Resolver:
     :param prober: a L{cri_shim.registries.probe.Prober}.
     :param on_unreachable: called with a registry's name and the reason when
         a probe could not reach it (the health checker marks it down).
+    :param on_reachable: called with a registry's name and a reason when a
+        probe got its answer (the health checker learns it is up).
     """
 
     log = Logger()
 
-    def __init__(self, prober, on_unreachable=lambda name, reason: None):
+    def __init__(self, prober, on_unreachable=lambda name, reason: None,
+                 on_reachable=lambda name, reason: None):
         self.prober = prober
         self.on_unreachable = on_unreachable
+        self.on_reachable = on_reachable
         self._inflight = {}
 
     def resolve(self, snapshot, ref, pod=None):
@@ -150,7 +154,7 @@ class _Lookup:
                     record()
                     self._finish(rewrite.Decision(self._ref, candidate.target,
                                                   candidate.registry, rewrite.PROBE,
-                                                  self._tried), probes)
+                                                  self._tried), probes, candidate)
                     return
             record()
             self._next_wave()
@@ -161,6 +165,7 @@ class _Lookup:
 
         def answered(result, index):
             answers[index] = result
+            self._resolver.on_reachable(wave[index].registry.name, "a lookup got its answer")
             settle()
 
         def failed(failure, index):
@@ -190,12 +195,15 @@ class _Lookup:
             probe.addCallbacks(answered, failed, callbackArgs=(index,), errbackArgs=(index,))
         settle()
 
-    def _finish(self, decision, probes=()):
+    def _finish(self, decision, probes=(), chosen=None):
         ref, config = self._ref, self._config
         key = rewrite.cache_key(ref, self._scope)
         if decision.moved:
             decision = attr.evolve(decision, passed_over=self._passed_over(decision))
-            self._snapshot.cache.put(key, decision, config.cache.ttl)
+            # Once a registry passed over is up again, this decision is
+            # forgotten, and the image asked for there again.
+            self._snapshot.cache.put(key, decision, config.cache.ttl,
+                                     frozenset(name for name, _ in decision.passed_over))
         elif not self._errors and not self._exclude:
             self._snapshot.cache.put(key, decision, config.cache.negative_ttl)
         log = self._resolver.log

@@ -20,6 +20,7 @@ from twisted.logger import Logger
 from cri_shim.model import podevent, rewrite
 from cri_shim.model.names import parse_requested
 from cri_shim.serve import methods
+from cri_shim.serve.bridge import untracked
 from cri_shim.serve.pods import pod_of
 from cri_shim.metrics import Metrics
 from cri_shim.serve.upstream import Abort, guarded, thd_call, thd_metadata, thd_timeout
@@ -47,13 +48,14 @@ class ImageService:
     :param report_event: a callable taking a L{podevent.PodEvent}, safe to
         call from any thread and returning at once (it hands the event to
         the reactor; a pull never waits for it to be posted).
+    :param track_pull: a L{cri_shim.serve.bridge.pull_tracker}: health checks a pulled registry.
     """
 
     log = Logger()
 
     def __init__(self, package, upstream, holder, lookup,
                  report_unreachable=lambda name, reason: None, metrics=None, store=None,
-                 report_event=lambda event: None):
+                 report_event=lambda event: None, track_pull=untracked):
         self._metrics = metrics or Metrics()
         self._store = store
         self._api = methods.API[package]
@@ -61,7 +63,7 @@ class ImageService:
         self._holder = holder
         self._lookup = lookup
         self._report_unreachable = report_unreachable
-        self._report_event = report_event
+        self._report_event, self._track_pull = report_event, track_pull
         self._status = upstream.unary(methods.path(package, "ImageService", "ImageStatus"))
         self._pull = upstream.unary(methods.path(package, "ImageService", "PullImage"))
         self._remove = upstream.unary(methods.path(package, "ImageService", "RemoveImage"))
@@ -325,31 +327,31 @@ class ImageService:
         """
         Like L{_call}, but the runtime's call is cancelled when the caller
         cancels (a pull can take minutes), or when C{registry}, the registry
-        the pull goes to, is found down meanwhile (a stalled registry gives
-        the runtime no error to return, so the pull would hang until its
-        deadline).
+        the pull goes to (tracked meanwhile), is found down: a stalled
+        registry gives the runtime no error, the pull would hang.
 
         :raise Abort: UNAVAILABLE naming C{registry} in the second case.
         """
         timeout = thd_timeout(context, self._holder.current.config.timeout)
         future = call.future(body, timeout=timeout, metadata=thd_metadata(context))
         context.add_callback(future.cancel)
-        try:
-            while True:
-                try:
-                    return future.result(timeout=_DOWN_CHECK_INTERVAL)
-                except grpc.FutureTimeoutError:
-                    if registry is not None and registry in self._holder.current.down:
-                        future.cancel()
-                        raise Abort(grpc.StatusCode.UNAVAILABLE,
-                                    "registry {} was found down during the pull".format(
-                                        registry))
-        except grpc.FutureCancelledError:
-            raise Abort(grpc.StatusCode.CANCELLED, "cancelled by the caller")
-        except grpc.RpcError as error:
-            if error.code() == grpc.StatusCode.UNAVAILABLE:
-                raise _RuntimeUnavailable.from_rpc_error(error)
-            raise Abort.from_rpc_error(error)
+        with self._track_pull(registry):
+            try:
+                while True:
+                    try:
+                        return future.result(timeout=_DOWN_CHECK_INTERVAL)
+                    except grpc.FutureTimeoutError:
+                        if registry is not None and registry in self._holder.current.down:
+                            future.cancel()
+                            raise Abort(grpc.StatusCode.UNAVAILABLE,
+                                        "registry {} was found down during the pull".format(
+                                            registry))
+            except grpc.FutureCancelledError:
+                raise Abort(grpc.StatusCode.CANCELLED, "cancelled by the caller")
+            except grpc.RpcError as error:
+                if error.code() == grpc.StatusCode.UNAVAILABLE:
+                    raise _RuntimeUnavailable.from_rpc_error(error)
+                raise Abort.from_rpc_error(error)
 
     def _log_decision(self, snapshot, action, original, result, registry, cache_hit, source):
         """

@@ -30,7 +30,7 @@ from twisted.logger import Logger
 
 from cri_shim.metrics import Counter, Metrics
 from cri_shim.registries.httputil import describe_failure, read_capped
-from cri_shim.sync.configmap import _status_message
+from cri_shim.sync.watch import status_message
 
 COMPONENT = "image-cri-shim"
 #: Events posted per second, and the burst allowed (client-go's recorder:
@@ -276,12 +276,12 @@ class EventRecorder(service.Service):
             self.log.error("pod events off: {identity} (from {source}) may not create events "
                            "({code} {detail}); set events: false to silence this",
                            identity=cluster.identity, source=cluster.source, code=code,
-                           detail=_status_message(data))
+                           detail=status_message(data))
         elif code not in (200, 201, 404):
             self.counts.inc("failed")
             self._note("status:{}".format(code), "pod events: API server answered {code}: "
                        "{detail}; events are dropped until it accepts them", "warn",
-                       code=code, detail=_status_message(data))
+                       code=code, detail=status_message(data))
         returnValue(code)
 
     def _find_cluster(self):

@@ -1,7 +1,8 @@
 # -*- test-case-name: tests.sync.test_reloader -*-
 """
-Hot reload of the config file: re-read every C{reloadInterval} and on
-SIGHUP; a new valid content is published as a new snapshot, an invalid one
+Hot reload of the config file: re-read every C{reloadInterval} (jittered)
+and on SIGHUP, which also tells whoever asked (the ConfigMap sync lists
+again); a new valid content is published as a new snapshot, an invalid one
 is reported once and the last good config keeps running.  The ConfigMap
 sync's validated changes are written and published here too: this is the
 config file's one reader and writer on the reactor, and the one publisher of
@@ -10,6 +11,7 @@ configurations.
 
 import hashlib
 import os
+import random
 import signal
 
 import attr
@@ -37,13 +39,14 @@ class ConfigReloader(service.Service):
     :param loaded: the bytes the running config was loaded from.
     :param handle_sighup: whether to install the SIGHUP handler.
     :param write: writes the file (L{write_atomically}; tests pass faults).
+    :param uniform: the random source of the reload timer's jitter.
     """
 
     name = "config-reload"
     log = Logger()
 
     def __init__(self, path, holder, reactor, loaded, handle_sighup=True, metrics=None,
-                 write=write_atomically):
+                 write=write_atomically, uniform=random.random):
         self._metrics = metrics or Metrics()
         #: When the running configuration was last loaded (reactor seconds).
         self.last_success = reactor.seconds()
@@ -59,7 +62,8 @@ class ConfigReloader(service.Service):
         # started before a ConfigMap write cannot publish the old content
         # after it.
         self._lock = DeferredLock()
-        self._ticker = Ticker(lambda: self.reload("timer"), reactor, "config reload")
+        self._ticker = Ticker(lambda: self.reload("timer"), reactor, "config reload", uniform)
+        self._on_sighup = []
         holder.subscribe(self._follow_interval)
 
     def startService(self):
@@ -79,9 +83,25 @@ class ConfigReloader(service.Service):
             signal.signal(signal.SIGHUP, self._previous_handler or signal.SIG_DFL)
         return self._lock.run(lambda: None)
 
+    def also_on_sighup(self, callback):
+        """
+        Call C{callback(reason)} on the reactor at each SIGHUP too.
+        """
+        self._on_sighup.append(callback)
+
     def _sighup(self, signum, frame):
         # A signal handler may interrupt the reactor anywhere: hand over.
-        self._reactor.callFromThread(self.reload, "SIGHUP")
+        self._reactor.callFromThread(self.hang_up)
+
+    def hang_up(self):
+        """
+        What SIGHUP does: re-read the file, and tell the others.
+
+        :return: L{reload}'s Deferred.
+        """
+        for callback in self._on_sighup:
+            callback("SIGHUP")
+        return self.reload("SIGHUP")
 
     def _follow_interval(self, snapshot):
         self._ticker.set_interval(snapshot.config.reload_interval)

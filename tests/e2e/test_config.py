@@ -187,7 +187,8 @@ class _LiveConfigCase(unittest.TestCase):
             "KUBERNETES_SERVICE_HOST": None,
             "KUBERNETES_SERVICE_PORT": None,
         })
-        self.apiserver = FakeAPIServer(token=self.token)
+        self.apiserver = FakeAPIServer(token=self.token, clock=reactor)
+        self.apiserver.bookmark_interval = INTERVAL
         self.server = self.serve_api(self.apiserver)
         self.write_kubeconfig(self.token)
         self.node.start_sandbox()
@@ -377,10 +378,12 @@ class _LiveConfigCase(unittest.TestCase):
     @inlineCallbacks
     def polls(self, number):
         """
-        Wait until the API server has answered C{number} more polls.
+        Wait until the API server has answered C{number} more requests or
+        sent as many bookmarks on the shim's watch (one every L{INTERVAL}):
+        the sync has been live that long.
         """
-        target = self.apiserver.requests + number
-        yield wait_until(lambda: self.apiserver.requests >= target,
+        target = self.apiserver.requests + self.apiserver.bookmarks + number
+        yield wait_until(lambda: self.apiserver.requests + self.apiserver.bookmarks >= target,
                          number * INTERVAL + 5.0,
                          lambda: "{} more ConfigMap polls".format(number))
 

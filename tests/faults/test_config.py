@@ -17,7 +17,7 @@ In each case the file stays intact, the condition is logged once (not once
 per poll), the last good config keeps running and the shim keeps serving;
 once the fault is gone the next poll does its work.
 
-Unit level (no containerd; a L{ConfigReloader} or L{ConfigMapPoller} on a
+Unit level (no containerd; a L{ConfigReloader} or L{ConfigMapSync} on a
 fake clock):
 
 - L{BadInputAtReloadTests}: a wrong type for every key of every section
@@ -27,7 +27,7 @@ fake clock):
 - L{BadLocalFileSyncTests}: the same hostile documents in the local file
   while the ConfigMap sync merges into it.
 
-The ConfigMap request timeout (C{cri_shim.sync.configmap.REQUEST_TIMEOUT}, 10 s)
+The ConfigMap request timeout (C{cri_shim.sync.watch.REQUEST_TIMEOUT}, 10 s)
 is shortened to L{SHORT_REQUEST_TIMEOUT} in the shim's process unless
 C{ICS_FAULTS_LONG=1}.  Measured figures go to trial's log (C{test.log}) as
 C{FAULTS} lines.
@@ -53,9 +53,10 @@ from twisted.trial import unittest
 from twisted.web.server import NOT_DONE_YET
 
 from cri_shim.model import config, schema
-from cri_shim.sync.configmap import MAX_RESPONSE, REQUEST_TIMEOUT
+from cri_shim.sync.watch import MAX_RESPONSE, REQUEST_TIMEOUT
 from cri_shim.sync.reloader import ConfigReloader
 from cri_shim.snapshot import SnapshotHolder
+from cri_shim.testing import no_jitter
 from cri_shim.testing.reactor import FakeReactor
 from tests import fault_support
 from tests.e2e import test_config as live
@@ -106,7 +107,7 @@ class _FaultsLiveCase(live._LiveConfigCase):
         self.request_timeout = REQUEST_TIMEOUT
         if not fault_support.long_run():
             self.request_timeout = SHORT_REQUEST_TIMEOUT
-            fault_support.patch_shim_module(self.node, "cri_shim.sync.configmap", "REQUEST_TIMEOUT",
+            fault_support.patch_shim_module(self.node, "cri_shim.sync.watch", "REQUEST_TIMEOUT",
                                             SHORT_REQUEST_TIMEOUT)
         self._apps = 0
 
@@ -246,13 +247,22 @@ class LyingAPIServerTests(_FaultsLiveCase):
         # FAST_RELOAD is under the file's floor of 1 s.
         fault_support.patch_shim_module(self.node, "cri_shim.model.schema",
                                         "MIN_RELOAD_INTERVAL", 0.2)
+        # The shim follows the ConfigMap by a watch: a lie (told to lists
+        # only) reaches it when it lists again: after its watch ended (see
+        # lie_from_now), a backoff drawn from RECONNECT_SPREAD (shortened
+        # here, as the longest wait between attempts while the API server
+        # lies) and a 410 for its old resourceVersion.
+        fault_support.patch_shim_module(self.node, "cri_shim.sync.configmap",
+                                        "RECONNECT_SPREAD", 0.5)
+        fault_support.patch_shim_module(self.node, "cri_shim.sync.configmap", "MAX_BACKOFF",
+                                        2.0)
         #: When set, C{lie(request)} answers instead of the API server.
         self.lie = None
         self.trickles = {}
         honest = self.apiserver.render_GET
 
         def render_GET(request):
-            if self.lie is None:
+            if self.lie is None or b"watch" in request.args:
                 return honest(request)
             self.apiserver.requests += 1
             return self.lie(request)
@@ -266,6 +276,16 @@ class LyingAPIServerTests(_FaultsLiveCase):
             self.trickles.clear()
         # Runs before the API server and the shim are stopped.
         self.addCleanup(stop_lying)
+
+    def lie_from_now(self, lie):
+        """
+        Answer every list with C{lie(request)}, and end the watches in
+        progress with their history gone (as an API server restarting does),
+        so that the shim lists again.
+        """
+        self.lie = lie
+        self.apiserver.expire()
+        self.apiserver.end_watches()
 
     @inlineCallbacks
     def start_in_sync(self):
@@ -311,10 +331,12 @@ class LyingAPIServerTests(_FaultsLiveCase):
                 return body
             return lie
 
-        other = {"kind": "ConfigMap", "apiVersion": "v1",
-                 "metadata": {"name": "other-name", "namespace": live.NAMESPACE,
-                              "resourceVersion": "999"},
-                 "data": {live.KEY: self.second_entry(priority=1)}}
+        other = {"kind": "ConfigMapList", "apiVersion": "v1",
+                 "metadata": {"resourceVersion": "999"},
+                 "items": [{"kind": "ConfigMap", "apiVersion": "v1",
+                            "metadata": {"name": "other-name", "namespace": live.NAMESPACE,
+                                         "resourceVersion": "999"},
+                            "data": {live.KEY: self.second_entry(priority=1)}}]}
         lies = [
             ("not UTF-8", answer(b"\xff\xfe\x00garbage{{{" + os.urandom(64)),
              "codec can't decode"),
@@ -324,12 +346,13 @@ class LyingAPIServerTests(_FaultsLiveCase):
             ("a Status with 200", answer(json.dumps({
                 "kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 500,
                 "message": "etcdserver: request timed out"}).encode()), "kind is 'Status'"),
-            ("another ConfigMap", answer(json.dumps(other).encode()), "it is named 'other-name'"),
+            ("a list of another ConfigMap", answer(json.dumps(other).encode()),
+             "it is named 'other-name'"),
         ]
         phrase = "API server sent something that is not ConfigMap {}".format(live.WHERE)
         in_sync = "ConfigMap {} is in sync".format(live.WHERE)
         for number, (label, lie, reason) in enumerate(lies, 1):
-            self.lie = lie
+            self.lie_from_now(lie)
             lied = time.monotonic()
             yield self.wait_for_log(phrase, count=number)
             self.report("{}: logged after".format(label), time.monotonic() - lied)
@@ -367,7 +390,7 @@ class LyingAPIServerTests(_FaultsLiveCase):
             request.setHeader("content-type", "application/json")
             sent.append(len(body))
             return body
-        self.lie = huge
+        self.lie_from_now(huge)
         phrase = "response body larger than {} bytes".format(MAX_RESPONSE)
         yield self.wait_for_log(phrase)
         yield self.polls(3)
@@ -416,7 +439,7 @@ class LyingAPIServerTests(_FaultsLiveCase):
                 self.trickles[id(request)] = reactor.callLater(0.3, trickle)
             self.trickles[id(request)] = reactor.callLater(0.3, trickle)
             return NOT_DONE_YET
-        self.lie = slow
+        self.lie_from_now(slow)
         lied = time.monotonic()
         phrase = "unreachable (no answer within {:g}s)".format(self.request_timeout)
         yield self.wait_for_log(phrase, timeout=self.request_timeout + 3.0)
@@ -576,7 +599,7 @@ class BadInputAtReloadTests(unittest.SynchronousTestCase):
         self.reactor = FakeReactor()
         self.holder = SnapshotHolder(schema.load(self.good)[0], self.reactor.seconds)
         self.reloader = ConfigReloader(self.path, self.holder, self.reactor, self.good,
-                                       handle_sighup=False)
+                                       handle_sighup=False, uniform=no_jitter)
         self.reloader.startService()
         self.addCleanup(self.reloader.stopService)
         self.slowest = (0.0, None)

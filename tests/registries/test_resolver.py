@@ -357,6 +357,74 @@ class LifetimeTests(SynchronousTestCase):
         self.assertEqual(self.successResultOf(third).registry, OFFLINE)
 
 
+class RecoveryTests(SynchronousTestCase):
+    """
+    Decisions made while a registry of higher priority than the chosen one
+    was down are forgotten when it is up again: the next pull asks it.
+    """
+
+    setUp = ResolverTests.setUp
+    resolve = ResolverTests.resolve
+
+    def test_passed_over_registry_up_again(self):
+        """
+        The primary is down: the image goes to the mirror, cached; once the
+        primary is up again the cached decision is gone, and the next
+        lookup asks the primary first.
+        """
+        self.holder.publish_down({OFFLINE.name})
+        d = self.resolve("nginx")
+        self.prober.answer(MIRROR.name, True)
+        self.assertEqual(self.successResultOf(d).registry, MIRROR)
+        key = rewrite.cache_key(reference.parse("nginx"))
+        self.assertIsNotNone(self.holder.current.cache.get(key))
+        self.holder.publish_down(set())
+        self.assertIsNone(self.holder.current.cache.get(key))
+        calls = len(self.prober.calls)
+        d = self.resolve("nginx")
+        self.assertEqual(self.prober.calls[calls][0], OFFLINE.name)
+        self.prober.answer(OFFLINE.name, True)
+        self.assertEqual(self.successResultOf(d).registry, OFFLINE)
+
+    def test_other_decisions_kept(self):
+        """
+        Decisions that passed over no down registry (the chosen one ranks
+        above it, or nothing was down) stay cached when it is up again; so
+        do those passing over a registry still down.
+        """
+        self.holder.publish_down({MIRROR.name, BACKUP.name})
+        above = self.resolve("above:1")
+        self.prober.answer(OFFLINE.name, True)
+        self.successResultOf(above)
+        self.holder.publish_down({BACKUP.name})
+        self.holder.publish_down({OFFLINE.name, BACKUP.name})
+        below = self.resolve("below:1")
+        self.prober.answer(MIRROR.name, True)
+        self.successResultOf(below)
+        self.holder.publish_down({OFFLINE.name})
+        cache = self.holder.current.cache
+        self.assertIsNotNone(cache.get(rewrite.cache_key(reference.parse("above:1"))))
+        self.assertIsNotNone(cache.get(rewrite.cache_key(reference.parse("below:1"))))
+        self.holder.publish_down(set())
+        self.assertIsNotNone(cache.get(rewrite.cache_key(reference.parse("above:1"))))
+        self.assertIsNone(cache.get(rewrite.cache_key(reference.parse("below:1"))))
+
+    def test_unreachable_during_the_lookup(self):
+        """
+        A registry that the lookup itself could not reach (it is marked down
+        by it, after the snapshot was taken) is passed over too: the
+        decision is dropped when it is up again.
+        """
+        d = self.resolve("nginx")
+        self.prober.answer(OFFLINE.name, ProbeError("refused", unreachable=True))
+        self.prober.answer(MIRROR.name, True)
+        self.assertEqual(self.successResultOf(d).registry, MIRROR)
+        self.holder.publish_down({OFFLINE.name})
+        self.holder.publish_down(set())
+        self.assertIsNone(self.holder.current.cache.get(
+            rewrite.cache_key(reference.parse("nginx"))))
+
+
 class PodScopeTests(SynchronousTestCase):
     """
     Lookups for pods: restricted registries asked only for the pods they

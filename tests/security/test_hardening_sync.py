@@ -50,17 +50,27 @@ class ReloadIntervalFloorTests(PollerTestMixin, SynchronousTestCase):
     def test_configmap_cannot_make_nodes_flood_the_api_server(self):
         """
         A ConfigMap setting C{reloadInterval: 1ms} is applied (the file is
-        re-read every second), but the ConfigMap poll asks the API server at
-        most once per L{MIN_POLL_INTERVAL}, with one warning naming the key.
+        re-read every second), but the ConfigMap sync asks the API server no
+        more for it: one list and one watch; and where the identity may not
+        watch, the poll that replaces it asks at most once per
+        L{MIN_POLL_INTERVAL}, with one warning naming the key.
         """
         self.api.set_configmap("kube-system", "image-cri-shim", {
             KEY: CLUSTER + "reloadInterval: 1ms\n"})
+        self.start()
+        self.assertEqual(self.holder.current.config.reload_interval, 1.0)
+        for _ in range(int(3 * MIN_POLL_INTERVAL)):
+            self.tick(1)
+        self.assertEqual(self.api.requests, 2)
+        self.poller.stopService()
+        self.api.watch_forbidden = True
+        self.api.requests = 0
         with capturedLogs() as events:
             self.start()
-            self.assertEqual(self.holder.current.config.reload_interval, 1.0)
             for _ in range(int(3 * MIN_POLL_INTERVAL)):
                 self.tick(1)
-        self.assertEqual(self.api.requests, 4)
+        # A list and the refused watch, then a list every MIN_POLL_INTERVAL.
+        self.assertEqual(self.api.requests, 5)
         floors = [e for e in _warnings(events) if "reloadInterval" in e["log_format"]]
         self.assertEqual(len(floors), 1)
         self.assertEqual((floors[0]["interval"], floors[0]["floor"]), (1.0, MIN_POLL_INTERVAL))

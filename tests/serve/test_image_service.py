@@ -4,6 +4,7 @@ gRPC: a client calls the shim's handlers on a UNIX socket, and they call a
 recording runtime (L{cri_shim.testing.FakeRuntime}) on another.
 """
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -66,6 +67,7 @@ class ShimTestMixin:
         self.resolved = []
         self.unreachable = []
         self.events = []
+        self.pulls = []
         upstream = Upstream(os.path.join(folder, "runtime.sock"))
         self.addCleanup(upstream.close)
         self.store = self.make_store(folder)
@@ -74,7 +76,7 @@ class ShimTestMixin:
             images = ImageService(
                 package, upstream, self.holder, self.lookup,
                 lambda name, reason: self.unreachable.append((name, reason)), store=self.store,
-                report_event=self.events.append)
+                report_event=self.events.append, track_pull=self.track_pull)
             rewriting.update(images.handlers())
             if self.store is not None:
                 rewriting.update(NameView(package, upstream, self.holder, self.store,
@@ -91,6 +93,14 @@ class ShimTestMixin:
         self.channel = grpc.insecure_channel("unix:" + socket_path, options=CHANNEL_OPTIONS)
         self.addCleanup(self.channel.close)
         self.api = self.client.api
+
+    @contextlib.contextmanager
+    def track_pull(self, name):
+        self.pulls.append(("started", name))
+        try:
+            yield
+        finally:
+            self.pulls.append(("ended", name))
 
     def make_config(self):
         registries = sorted([OFFLINE, MIRROR, OPEN],
@@ -306,6 +316,22 @@ class PullImageTestsMixin(ShimTestMixin):
             grpc.StatusCode.NOT_FOUND, "manifest unknown")
         self.pull("nginx:1")
         self.assertEqual([name for name, _ in self.unreachable], ["sealos.hub:5000"])
+
+    def test_pulls_tracked(self):
+        """
+        Each pull from a registry is told to the health checker when it
+        starts and when it ends, failed or not; a pull moved nowhere names no
+        registry (L{pull_tracker} tells no one of it).
+        """
+        self.holders["docker.io/library/nginx:1"] = ["sealos.hub:5000", "mirror.example"]
+        self.runtime.failures["sealos.hub:5000/library/nginx:1"] = (
+            grpc.StatusCode.NOT_FOUND, "manifest unknown")
+        self.pull("nginx:1")
+        self.pull("busybox:1")
+        self.assertEqual(self.pulls, [
+            ("started", "sealos.hub:5000"), ("ended", "sealos.hub:5000"),
+            ("started", "mirror.example"), ("ended", "mirror.example"), ("started", None),
+            ("ended", None)])
 
     def test_allow_upstream_off(self):
         """

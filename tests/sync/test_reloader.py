@@ -17,6 +17,7 @@ from cri_shim.files import write_atomically
 from cri_shim.sync.configfile import read_config
 from cri_shim.sync.reloader import ConfigReloader
 from cri_shim.snapshot import SnapshotHolder
+from cri_shim.testing import no_jitter
 from cri_shim.testing.reactor import FakeReactor
 
 GOOD = b"address: http://sealos.hub:5000\nauth: admin:one\nreloadInterval: 10s\nforce: true\n"
@@ -35,7 +36,7 @@ class _ReloaderCase(SynchronousTestCase):
 
     def start(self, handle_sighup=False):
         self.reloader = ConfigReloader(self.path, self.holder, self.reactor, GOOD,
-                                       handle_sighup=handle_sighup)
+                                       handle_sighup=handle_sighup, uniform=no_jitter)
         self.reloader.startService()
         self.addCleanup(self.reloader.stopService)
         return self.reloader
