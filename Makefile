@@ -8,6 +8,10 @@
 #   make bench   as root: set up, then measure the shim against containerd itself and a
 #                minimal Python proxy; prints the table, writes bench/results.md
 #                (BENCH_SOAK=600 for the 10-minute soak; BENCH_ARGS for bench/run.py)
+#   make bench-quick  as root: every bench phase, short (under a minute), to check it works
+#   make bench-fleet  the ConfigMap client x 2,000 against an in-process API server, and one
+#                idle real shim for 10 minutes: the "Fleet" section of bench/results.md (~20 min;
+#                BENCH_ARGS=--quick for a 3-minute check whose report goes to the temp folder)
 #   make mutate  mutation testing (mutmut; long, not in CI): each module of the pure model and
 #                the request path mutated against the tests its test-case-name line names,
 #                niced, one worker; prints each score, keeps state, log and survivors in
@@ -20,7 +24,7 @@ PY := $(VENV)/bin/python
 APT_PACKAGES := containerd docker-registry apache2-utils protobuf-compiler
 TEST_DEPS := hypothesis prometheus_client
 
-.PHONY: setup test demo system-packages protos clean deb deb-test bench mutate
+.PHONY: setup test demo system-packages protos clean deb deb-test bench bench-quick bench-fleet mutate
 
 setup: system-packages $(VENV)/.installed
 
@@ -64,9 +68,14 @@ BENCH_ARGS ?=
 bench: setup
 	GRPC_VERBOSITY=ERROR $(PY) bench/run.py --soak $(BENCH_SOAK) $(BENCH_ARGS)
 
+bench-quick: setup
+	GRPC_VERBOSITY=ERROR $(PY) bench/run.py --quick $(BENCH_ARGS)
+
+bench-fleet: setup
+	GRPC_VERBOSITY=ERROR $(PY) bench/fleet.py $(BENCH_ARGS)
+
 MUTMUT := mutmut==2.5.1
-MUTATE ?= $(addprefix cri_shim/model/,rewrite.py reference.py reader.py schema.py merge.py config.py duration.py) \
-	$(addprefix cri_shim/serve/,image_service.py passthrough.py upstream.py grpc_server.py methods.py bridge.py)
+MUTATE ?= $(filter-out %/__init__.py,$(wildcard cri_shim/model/*.py cri_shim/serve/*.py))
 # A mutant counts as caught when its tests fail or run 10 times longer than unmutated.
 MUTATE_SCORE := import sqlite3, sys; \
 	n = dict(sqlite3.connect(sys.argv[1]).execute("select status, count(*) from Mutant group by status")); \
@@ -95,3 +104,7 @@ mutate: setup
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info cri_shim/_proto _trial_temp twisted/plugins/dropin.cache .mutmut .mutmut-cache
+
+include dev/tools.mk
+
+include dev/kubelet.mk

@@ -98,8 +98,8 @@ setup(
     description="CRI proxy that rewrites image pulls to the private registry that holds them",
     license="Apache-2.0",
     python_requires=">=3.9",
-    packages=(["cri_shim"] + ["cri_shim." + wing for wing in WINGS] + PROTO_PACKAGES
-              + ["twisted.plugins"]),
+    packages=(["cri_shim", "cri_shim.testing"] + ["cri_shim." + wing for wing in WINGS]
+              + PROTO_PACKAGES + ["twisted.plugins"]),
     install_requires=[
         "twisted>=22.4",
         "grpcio>=1.51",

@@ -5,7 +5,10 @@ and filled by the reactor, guarded by one short lock.
 
 A new cache is made for every published configuration, so a config change
 invalidates everything at once; the counters live in a L{CacheStats} shared
-across caches so they survive reloads.
+across caches so they survive reloads.  An entry may carry the names of the
+registries it passed over (they were down): when one of them is up again,
+L{drop_passing_over} forgets those entries, so their images are looked up
+again and may go back to it.
 """
 
 import threading
@@ -60,7 +63,7 @@ class RewriteCache:
             if entry is None:
                 self._stats.misses += 1
                 return None
-            value, expires = entry
+            value, expires, _ = entry
             if self._seconds() >= expires:
                 del self._entries[key]
                 self._stats.misses += 1
@@ -70,15 +73,18 @@ class RewriteCache:
             self._stats.hits += 1
             return value
 
-    def put(self, key, value, ttl):
+    def put(self, key, value, ttl, passed_over=frozenset()):
         """
         Store C{value} for C{ttl} seconds, evicting the least recently used
         entry when full.
+
+        :param passed_over: names of the registries the value would change
+            for once they are up again.
         """
         if self._size <= 0 or ttl <= 0:
             return
         with self._lock:
-            self._entries[key] = (value, self._seconds() + ttl)
+            self._entries[key] = (value, self._seconds() + ttl, frozenset(passed_over))
             self._entries.move_to_end(key)
             while len(self._entries) > self._size:
                 self._entries.popitem(last=False)
@@ -90,6 +96,19 @@ class RewriteCache:
         """
         with self._lock:
             self._entries.pop(key, None)
+
+    def drop_passing_over(self, names):
+        """
+        Forget the entries that passed over any registry in C{names}.
+
+        :return: how many were forgotten.
+        """
+        names = frozenset(names)
+        with self._lock:
+            stale = [key for key, (_, _, passed) in self._entries.items() if passed & names]
+            for key in stale:
+                del self._entries[key]
+        return len(stale)
 
     def __len__(self):
         return len(self._entries)

@@ -134,7 +134,7 @@ class Metrics:
         Wrap a unary gRPC handler function so every call is counted and
         timed under the method path's service and method.
         """
-        service, method = _split(path)
+        service, method = split(path)
         calls, seconds = self.calls, self.call_seconds
 
         def handler(request, context):
@@ -166,7 +166,11 @@ class Metrics:
         return ("\n".join(lines) + "\n").encode("utf-8")
 
 
-def _split(path):
+def split(path):
+    """
+    :return: C{(service, method)} of a gRPC method path, the labels of its
+        calls.
+    """
     service, _, method = path.lstrip("/").rpartition("/")
     return service, method
 

@@ -61,11 +61,20 @@ class SnapshotHolder:
         """
         Make C{down} the set of registries found down; the configuration and
         the cache stay (cached rewrites to a down registry are passed over
-        by readers).
+        by readers), except the decisions that passed over a registry up
+        again: their images are looked up again, and go back to it.
 
         :return: the new L{Snapshot}.
         """
-        self.current = attr.evolve(self.current, down=frozenset(down))
+        previous = self.current
+        self.current = attr.evolve(previous, down=frozenset(down))
+        recovered = previous.down - self.current.down
+        if recovered:
+            dropped = previous.cache.drop_passing_over(recovered)
+            if dropped:
+                self.log.info("{count} cached rewrites passed over {registries}, up again: "
+                              "their images are looked up again", count=dropped,
+                              registries=", ".join(sorted(recovered)))
         return self.current
 
     def publish(self, config):

@@ -5,6 +5,7 @@ C{twistd image-cri-shim} runs.  Only this module resolves the global reactor.
 """
 
 import os
+import random
 import sys
 
 # gRPC's core logs routine connection events (GOAWAY on every shutdown) to
@@ -20,39 +21,34 @@ from twisted.application import service
 from twisted.internet import task
 from twisted.logger import Logger
 from twisted.python import usage
-from twisted.web.client import Agent, HTTPConnectionPool, _HTTP11ClientFactory
 
 from cri_shim import __version__
 from cri_shim.model import config as configuration, schema
 from cri_shim.serve import methods
 from cri_shim.sync import kube
 from cri_shim.ops.admin import AdminResource, AdminState, add_readouts, admin_service
-from cri_shim.serve.bridge import cancellable_caller
+from cri_shim.serve.bridge import cancellable_caller, pull_tracker
 from cri_shim.ops.cache_stats import CacheStatsLogger
-from cri_shim.sync.configmap import ConfigMapPoller
+from cri_shim.sync.configfile import mode_notices, read_config
+from cri_shim.sync.configmap import ConfigMapSync
+from cri_shim.sync.events import EventRecorder, node_name
 from cri_shim.ops.dryrun import dry_run
 from cri_shim.registries.health import RegistryHealthChecker
 from cri_shim.serve.grpc_server import GrpcServerService, SocketInUse, claim_socket
 from cri_shim.serve.image_service import ImageService
+from cri_shim.serve.name_store import NameStore, ReconcileService
+from cri_shim.serve.views import NameView, thd_image_names
 from cri_shim.metrics import Metrics
 from cri_shim.serve.passthrough import ProxyHandler
 from cri_shim.registries.probe import Prober
-from cri_shim.registries.tls import RegistryTLSPolicy
+from cri_shim.registries import httputil
+from cri_shim.registries.tls import agent, registry_policy
 from cri_shim.sync.reloader import ConfigReloader, log_notices
 from cri_shim.registries.resolver import Resolver
 from cri_shim.snapshot import SnapshotHolder
 from cri_shim.serve.upstream import Upstream
 
 log = Logger()
-
-
-class _QuietFactory(_HTTP11ClientFactory):
-    """
-    The pool's connection factory without a log line per registry
-    connection.
-    """
-
-    noisy = False
 
 
 class Options(usage.Options):
@@ -82,8 +78,7 @@ class Options(usage.Options):
         path = self["file"] or self["config"]
         self["config"] = path
         try:
-            with open(path, "rb") as f:
-                text = f.read(configuration.MAX_CONFIG_BYTES + 1)
+            text, mode = read_config(path)
         except OSError as e:
             raise usage.UsageError("cannot read the config file {}: {}".format(
                 path, e.strerror or e))
@@ -92,10 +87,11 @@ class Options(usage.Options):
             task.react(lambda reactor: dry_run(reactor, path, text, sys.stdout, runtime_socket)
                        .addCallback(_exit))
         try:
-            self["loaded"] = schema.load(text, source=path)
+            config, notices = schema.load(text, source=path)
         except configuration.ConfigError as e:
             raise usage.UsageError("invalid config file {}:\n  {}".format(
                 path, "\n  ".join(e.problems)))
+        self["loaded"] = (config, notices + mode_notices(mode, config))
 
 
 def _exit(status):
@@ -149,20 +145,31 @@ def makeService(options, reactor=None):
 
     metrics = Metrics()
     holder = SnapshotHolder(config, reactor.seconds)
-    pool = _quiet_pool(reactor)
-    registries_http = HTTPClient(Agent(reactor, contextFactory=RegistryTLSPolicy(holder),
-                                       pool=pool))
+    pool = httputil.pool(reactor)
+    registries_http = HTTPClient(agent(reactor, registry_policy(holder, reactor), pool))
     prober = Prober(registries_http, reactor, metrics)
     holder.subscribe(lambda snapshot: (pool.closeCachedConnections(), prober.forget_tokens()))
-    health = RegistryHealthChecker(holder, registries_http, reactor, metrics)
-    resolver = Resolver(prober, on_unreachable=health.report_unreachable)
+    # One random source for every timer's jitter, seeded apart on each node.
+    uniform = random.SystemRandom().random
+    health = RegistryHealthChecker(holder, registries_http, reactor, metrics, uniform)
+    resolver = Resolver(prober, on_unreachable=health.report_unreachable,
+                        on_reachable=health.report_reachable)
     upstream = Upstream(cri)
-    resolve = cancellable_caller(reactor, resolver.resolve)
+    lookup = cancellable_caller(reactor, resolver.lookup)
     report_unreachable = partial(reactor.callFromThread, health.report_unreachable)
+
+    track_pull = pull_tracker(reactor, health.pull_started, health.pull_ended)
+    events = EventRecorder(holder, reactor, partial(kube.find_cluster, os.environ),
+                           partial(_cluster_http, reactor), node_name(os.environ), metrics)
+    report_event = partial(reactor.callFromThread, events.record)
+    store = NameStore(config.state_dir)
     rewriting = {}
     for package in methods.API:
-        rewriting.update(ImageService(package, upstream, holder, resolve, report_unreachable,
-                                      metrics).handlers())
+        images = ImageService(package, upstream, holder, lookup, report_unreachable, metrics,
+                              store, report_event, track_pull)
+        rewriting.update(images.handlers())
+        rewriting.update(NameView(package, upstream, holder, store, images.thd_local_name,
+                                  metrics).handlers())
     proxy = ProxyHandler(upstream, rewriting, lambda: holder.current.config.timeout, metrics)
 
     # Control path first, the gRPC server last: MultiService stops in
@@ -170,28 +177,26 @@ def makeService(options, reactor=None):
     root = service.MultiService()
     root.setName("image-cri-shim")
     reloader = ConfigReloader(options["config"], holder, reactor, options["text"],
-                              metrics=metrics)
+                              metrics=metrics, uniform=uniform)
     reloader.setServiceParent(root)
-    poller = ConfigMapPoller(options["config"], holder, reloader, reactor,
-                             partial(kube.find_cluster, os.environ),
-                             partial(_cluster_http, reactor), metrics=metrics)
+    poller = ConfigMapSync(options["config"], holder, reloader, reactor,
+                           partial(kube.find_cluster, os.environ),
+                           partial(_cluster_http, reactor), metrics=metrics, uniform=uniform)
+    reloader.also_on_sighup(poller.resync)
     poller.setServiceParent(root)
     health.setServiceParent(root)
-    CacheStatsLogger(holder, reactor).setServiceParent(root)
+    events.setServiceParent(root)
+    CacheStatsLogger(holder, reactor, uniform).setServiceParent(root)
+    ReconcileService(store, partial(thd_image_names, upstream), reactor).setServiceParent(root)
     grpc_server = GrpcServerService(config.shim, proxy, upstream, reactor)
     if config.admin:
         add_readouts(metrics, holder, health, reloader, poller)
         state = AdminState(metrics, holder, health, resolver, reloader, grpc_server, upstream,
                            reactor)
-        admin_service(config.admin, AdminResource(state), reactor).setServiceParent(root)
+        admin_service(config.admin, AdminResource(state), reactor,
+                      config.admin_token_file).setServiceParent(root)
     grpc_server.setServiceParent(root)
     return root
-
-
-def _quiet_pool(reactor):
-    pool = HTTPConnectionPool(reactor, persistent=True)
-    pool._factory = _QuietFactory
-    return pool
 
 
 def _cluster_http(reactor, cluster):
@@ -199,5 +204,4 @@ def _cluster_http(reactor, cluster):
     :return: a treq client for the API server, verifying it as C{cluster}
         says.
     """
-    return HTTPClient(Agent(reactor, contextFactory=cluster.tls_policy(),
-                            pool=_quiet_pool(reactor)))
+    return HTTPClient(agent(reactor, cluster.tls_policy(), httputil.pool(reactor)))

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 
+from cri_shim.ops import ctl
 from dev import sandbox
 from dev.cri_client import CRIClient
 
@@ -28,10 +29,13 @@ def main():
         registry = node.registries[0]
         pushed = registry.push_image("library/nginx", "latest")
         socket_path = os.path.join(node.directory, "shim.sock")
+        # Inside the sandbox, not the default: that one is the real node's.
+        admin_path = os.path.join(node.directory, "admin.sock")
         config_path = os.path.join(node.directory, "image-cri-shim.yaml")
         with open(os.open(config_path, os.O_WRONLY | os.O_CREAT, 0o600), "w") as f:
-            f.write("shim: {}\ncri: {}\naddress: {}\nauth: {}:{}\n".format(
-                socket_path, node.containerd.socket, registry.url, USER, PASSWORD))
+            f.write("shim: {}\nadmin: {}\nstateDir: {}\ncri: {}\naddress: {}\nauth: {}:{}\n"
+                    .format(socket_path, admin_path, os.path.join(node.directory, "state"),
+                            node.containerd.socket, registry.url, USER, PASSWORD))
         print("sandbox node in {}: containerd on {}, offline registry {} holding "
               "library/nginx:latest".format(node.directory, node.containerd.socket,
                                             registry.url))
@@ -47,11 +51,15 @@ def main():
         status = client.ImageStatus(api.ImageStatusRequest(
             image=api.ImageSpec(image="nginx:latest")), timeout=10)
         print("\nPullImage nginx:latest through the shim took {:.0f} ms".format(took * 1000))
-        print("  containerd now holds: {}".format(", ".join(status.image.repo_tags)))
+        print("  the node shows it as: {} (names: requested)".format(
+            ", ".join(status.image.repo_tags)))
         print("  image id {} (pushed as {})".format(reply.image_ref, pushed.config_digest))
+        print("\nimage-cri-shim-ctl --admin {} explain nginx:latest".format(admin_path))
+        ctl.main(["--admin", admin_path, "explain", "nginx:latest"])
         print("\nThe shim serves CRI on {}; try it with e.g.\n  crictl --image-endpoint "
-              "unix://{} pull nginx:latest\nCtrl-C stops the shim and removes the sandbox."
-              .format(socket_path, socket_path))
+              "unix://{} pull nginx:latest\n  image-cri-shim-ctl --admin {} registries\n"
+              "Ctrl-C stops the shim and removes the sandbox."
+              .format(socket_path, socket_path, admin_path))
         client.close()
         signal.signal(signal.SIGTERM, _interrupt)
         while shim.poll() is None:

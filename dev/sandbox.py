@@ -154,35 +154,59 @@ def _layer_tar(content):
     return buffer.getvalue()
 
 
+def _live_stat(pid):
+    """
+    :return: the fields of ``/proc/PID/stat`` after the command name (the
+        state first, then the parent pid), or ``None`` when ``pid`` is gone
+        or a zombie (gone for our purposes: it runs nothing any more).
+    """
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return fields if fields[0] != b"Z" else None
+
+
+def alive(pid):
+    """
+    :return: whether ``pid`` is a live process (zombies count as dead).
+    """
+    return _live_stat(pid) is not None
+
+
 def _process_table():
     """
-    :return: ``{pid: (ppid, argv)}`` for every process visible in /proc.
+    :return: ``{pid: (ppid, argv)}`` for every live process in /proc.
     """
     table = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
+        fields = _live_stat(entry)
+        if fields is None:
+            continue
         try:
-            with open(f"/proc/{entry}/stat", "rb") as f:
-                fields = f.read().rsplit(b")", 1)[1].split()
             with open(f"/proc/{entry}/cmdline", "rb") as f:
                 argv = f.read().split(b"\0")
-        except (OSError, IndexError):
+        except OSError:
             continue
-        # fields[0] is the state, fields[1] the parent pid; zombies are gone
-        # for our purposes.
-        if fields[0] != b"Z":
-            table[int(entry)] = (int(fields[1]), argv)
+        table[int(entry)] = (int(fields[1]), argv)
     return table
 
 
 def _descendants(table, roots):
-    found = set(roots)
-    grew = True
-    while grew:
-        children = {pid for pid, (ppid, _) in table.items() if ppid in found}
-        grew = not children <= found
-        found |= children
+    """
+    :return: ``roots`` and every process below them, each parent before its
+        children.
+    """
+    found = list(roots)
+    seen = set(found)
+    for parent in found:
+        for pid, (ppid, _) in table.items():
+            if ppid == parent and pid not in seen:
+                seen.add(pid)
+                found.append(pid)
     return found
 
 
@@ -454,14 +478,22 @@ class Registry(_Daemon):
             },
             "http": {"addr": self.host, "secret": os.urandom(16).hex()},
         }
-        if self.username is not None:
-            self._write_htpasswd()
-            config["auth"] = {
-                "htpasswd": {"realm": "sandbox", "path": self.htpasswd_path}
-            }
+        auth = self._auth_config()
+        if auth is not None:
+            config["auth"] = auth
         # JSON is YAML too, and quotes paths safely.
         with open(self.config_path, "w", encoding="utf-8") as f:
             json.dump(config, f, indent=2)
+
+    def _auth_config(self):
+        """
+        :return: the config's ``auth`` section (after writing the files it
+            names), or ``None`` for a registry without auth.
+        """
+        if self.username is None:
+            return None
+        self._write_htpasswd()
+        return {"htpasswd": {"realm": "sandbox", "path": self.htpasswd_path}}
 
     def _write_htpasswd(self):
         # distribution only accepts bcrypt entries; -i reads the password
@@ -742,7 +774,8 @@ disabled_plugins = [
     def shim_pids(self):
         """
         :return: the pids of the runtime shims this containerd started and of
-            everything below them (the containers' processes).
+            everything below them (the containers' processes), each parent
+            before its children.
         """
         table = _process_table()
         socket_path = self.socket.encode()
@@ -763,13 +796,17 @@ disabled_plugins = [
         """
         self._halt(timeout)
         pids = self.shim_pids()
+        # Parents first: a shim must not see a child die and exit by itself
+        # before its own SIGKILL.
         for pid in pids:
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+        # Wait for each process killed, not for shim_pids() to be empty: a
+        # shim that died first hides its children, still dying, from it.
         deadline = time.monotonic() + timeout
-        while pids & self.shim_pids():
+        while any(alive(pid) for pid in pids):
             if time.monotonic() > deadline:
                 raise SandboxError(f"containerd shims {sorted(pids)} do not die")
             time.sleep(_POLL_INTERVAL)
@@ -795,13 +832,17 @@ class Sandbox:
     def __init__(self, registries=(None,)):
         """
         :param registries: one entry per registry: a ``(username, password)``
-            pair, or ``None`` for a registry without auth.
+            pair, ``None`` for a registry without auth, or a callable that
+            makes a :class:`Registry` from its directory (another kind, such
+            as ``dev.token_auth.TokenRegistry``).
         """
         self.directory = tempfile.mkdtemp(prefix="ics-", dir="/tmp")
         self.containerd = Containerd(os.path.join(self.directory, "c"))
         self.registries = [
-            Registry(os.path.join(self.directory, f"r{index}"), *(credentials or ()))
-            for index, credentials in enumerate(registries)
+            entry(os.path.join(self.directory, f"r{index}"))
+            if callable(entry)
+            else Registry(os.path.join(self.directory, f"r{index}"), *(entry or ()))
+            for index, entry in enumerate(registries)
         ]
 
     def start(self, timeout=START_TIMEOUT):

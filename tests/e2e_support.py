@@ -4,7 +4,7 @@ L{dev.sandbox.Sandbox} (containerd and registries), the shim's config
 file, the shim itself as a C{twistd -n image-cri-shim} subprocess, and CRI
 clients on its socket and on containerd's.
 
-Blocking and standard library only (plus the shim's own client): use it from
+Blocking and standard library only (plus the shim's own clients, CRI and ctl): use it from
 C{SynchronousTestCase} methods or plain scripts, or from a C{TestCase} on
 the real reactor through C{deferToThread} (but start processes from the
 main thread: they die with the thread that started them).  Every wait is
@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 
+from cri_shim.ops import ctl
 from dev import sandbox
 from dev.cri_client import CRIClient
 from tests import secrets_guard
@@ -50,6 +51,8 @@ SHIM_STOP_TIMEOUT = 15.0
 #: Deadline of every CRI call a test makes.
 CALL_TIMEOUT = 30.0
 POLL_INTERVAL = 0.02
+#: How long L{ShimNode.serving} waits for the admin endpoint's answer.
+ANSWER_TIMEOUT = 1.0
 
 
 def skip_reason():
@@ -95,8 +98,9 @@ class ShimNode:
         client = node.client("runtime.v1")
 
     :param registries: the sandbox registries' C{(user, password)} pairs (or
-        C{None} for one without auth); the first is the offline (C{address:})
-        registry, the others the C{registries:} entries.
+        C{None} for one without auth, or a L{sandbox.Registry} factory: see
+        L{sandbox.Sandbox}); the first is the offline (C{address:}) registry,
+        the others the C{registries:} entries.
     :param environment: changes to the shim's environment (which is this
         process's otherwise, with C{HOME} in the sandbox and no cluster
         variables, so the machine's own kubeconfig is never found):
@@ -109,14 +113,19 @@ class ShimNode:
     """
 
     def __init__(self, registries=(ALICE, BOB), environment=None):
-        self.credentials = list(registries)
         self.environment = dict(environment or {})
         self.sandbox = sandbox.Sandbox(registries=registries)
+        self.credentials = [None if registry.username is None
+                            else (registry.username, registry.password)
+                            for registry in self.sandbox.registries]
         directory = self.sandbox.directory
         self.config_path = os.path.join(directory, "shim.yaml")
         self.socket = os.path.join(directory, "shim.sock")
         self.log_path = os.path.join(directory, "shim.log")
         self.admin = os.path.join(directory, "admin.sock")
+        # The names store, inside the sandbox (not the host's
+        # /var/lib/image-cri-shim, which shims side by side would share).
+        self.state_dir = os.path.join(directory, "state")
         self.process = None
         self._clients = []
         for login in self.credentials:
@@ -194,6 +203,7 @@ class ShimNode:
             "cri: {}".format(self.containerd.socket),
             "address: {}".format(self.offline.url),
             "admin: {}".format(self.admin),
+            "stateDir: {}".format(self.state_dir),
         ]
         if logins[0] is not None:
             lines.append("auth: {}:{}".format(*logins[0]))
@@ -287,12 +297,17 @@ class ShimNode:
 
     def serving(self):
         """
-        :return: whether the shim's socket accepts connections now (does not
-            block).
+        :return: whether the shim serves now: its socket accepts connections
+            and its admin endpoint answers (blocks for at most
+            L{ANSWER_TIMEOUT}).
         """
         return self._serving()
 
     def _serving(self):
+        # twistd starts the services, which listen at once, before its
+        # reactor runs and installs its signal handlers: until then a
+        # SIGTERM ends the shim at once, without a clean stop.  The admin
+        # endpoint answering (the reactor's work) is the sign that it runs.
         if not os.path.exists(self.socket):
             return False
         with socket.socket(socket.AF_UNIX) as s:
@@ -300,6 +315,11 @@ class ShimNode:
                 s.connect(self.socket)
             except OSError:
                 return False
+        try:
+            ctl.ask(ctl.admin_address(self.config_path), "GET", "/healthz",
+                    timeout=ANSWER_TIMEOUT)
+        except ctl.AdminError:
+            return False
         return True
 
     def wait_shim(self, timeout=SHIM_STOP_TIMEOUT):

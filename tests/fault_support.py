@@ -359,6 +359,7 @@ def patch_shim_module(node, module, name, value):
     def shim_command():
         command = original()
         code = command[2]
-        assert command[1] == "-c" and code.startswith("from twisted.scripts.twistd"), command
+        # Another constant may have been set before: its prelude comes first.
+        assert command[1] == "-c" and "from twisted.scripts.twistd" in code, command
         return command[:2] + [prelude + code] + command[3:]
     node.shim_command = shim_command

@@ -626,7 +626,7 @@ def install():
 
     from twisted.logger import globalLogPublisher
 
-    from cri_shim import testing
+    from cri_shim.testing import hooks
     from cri_shim.model import config
 
     original_secret_init = config.Secret.__init__
@@ -647,8 +647,8 @@ def install():
         GUARD.register_login(self.username, password, "a cri_shim.model.config.Credentials")
 
     config.Credentials.__init__ = credentials_init
-    testing.register_secret = lambda value: GUARD.register_secret(value, "cri_shim.testing")
-    testing.register_config_text = lambda text: GUARD.register_config_text(
+    hooks.register_secret = lambda value: GUARD.register_secret(value, "cri_shim.testing")
+    hooks.register_config_text = lambda text: GUARD.register_config_text(
         text, "a cri_shim.testing ConfigMap")
 
     globalLogPublisher.addObserver(GUARD.observe)

@@ -79,3 +79,16 @@ class RewriteCacheTests(SynchronousTestCase):
         self.stats.invalidations += 1
         self.assertEqual(self.stats.as_dict(), {
             "image_hits": 0, "image_misses": 0, "image_evictions": 0, "invalidations": 1})
+
+    def test_drop_passing_over(self):
+        """
+        Entries that passed over a named registry are forgotten; the others
+        stay.
+        """
+        cache = self.cache(size=4)
+        cache.put("a", "A", 30, frozenset(["primary"]))
+        cache.put("b", "B", 30, frozenset(["primary", "second"]))
+        cache.put("c", "C", 30, frozenset(["second"]))
+        cache.put("d", "D", 30)
+        self.assertEqual(cache.drop_passing_over({"primary"}), 2)
+        self.assertEqual([cache.get(key) for key in "abcd"], [None, None, "C", "D"])

@@ -3,6 +3,7 @@ Tests for L{cri_shim.snapshot}.
 """
 
 from twisted.internet.task import Clock
+from twisted.logger import capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 
 from cri_shim.model import config
@@ -45,3 +46,20 @@ class SnapshotHolderTests(SynchronousTestCase):
         new = holder.publish(config.Config(debug=True))
         self.assertEqual(heard, [new])
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+
+    def test_recovered_registry_drops_what_passed_it_over(self):
+        """
+        When a registry leaves the down set, the cached decisions that
+        passed over it are dropped, with one line saying how many; those
+        passing over a registry still down stay.
+        """
+        holder = SnapshotHolder(config.Config(), Clock().seconds)
+        holder.publish_down({"primary", "second"})
+        cache = holder.current.cache
+        cache.put("a", "A", 10, frozenset(["primary"]))
+        cache.put("b", "B", 10, frozenset(["second"]))
+        with capturedLogs() as events:
+            holder.publish_down({"second"})
+        self.assertEqual((cache.get("a"), cache.get("b")), (None, "B"))
+        [event] = events
+        self.assertEqual((event["count"], event["registries"]), (1, "primary"))

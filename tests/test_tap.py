@@ -130,7 +130,8 @@ class MakeServiceTests(SynchronousTestCase):
         path = os.path.join(self.folder, "shim.yaml")
         with open(path, "w") as f:
             f.write("shim: {}\ncri: {}/cri.sock\nforce: true\naddress: http://sealos.hub:5000\n"
-                    "admin: {}/admin.sock\n".format(self.shim, self.folder, self.folder))
+                    "admin: {}/admin.sock\nstateDir: {}/state\n".format(
+                        self.shim, self.folder, self.folder, self.folder))
         self.options = tap.Options()
         self.options.parseOptions(["--config", path])
 
@@ -141,8 +142,21 @@ class MakeServiceTests(SynchronousTestCase):
         root = tap.makeService(self.options, _Reactor())
         self.assertEqual(root.name, "image-cri-shim")
         self.assertEqual([child.name for child in root], [
-            "config-reload", "configmap", "registry-health", "cache-stats", "admin", "grpc"])
+            "config-reload", "configmap", "registry-health", "pod-events", "cache-stats", "names",
+            "admin",
+            "grpc"])
         self.assertEqual(root.getServiceNamed("grpc").path, self.shim)
+        store = root.getServiceNamed("names")._store
+        self.assertEqual(store.path, os.path.join(self.folder, "state", "names.json"))
+
+    def test_sighup_resyncs_configmap(self):
+        """
+        SIGHUP (the reloader's hang_up) also makes the ConfigMap sync list
+        again at once.
+        """
+        root = tap.makeService(self.options, _Reactor())
+        reloader = root.getServiceNamed("config-reload")
+        self.assertEqual(reloader._on_sighup, [root.getServiceNamed("configmap").resync])
 
     def test_socket_in_use(self):
         """

@@ -14,6 +14,13 @@ from cri_shim.model import reference
 DEFAULT_SHIM_SOCKET = "/var/run/image-cri-shim.sock"
 DEFAULT_CONFIG_PATH = "/etc/image-cri-shim.yaml"
 DEFAULT_ADMIN_SOCKET = "/run/image-cri-shim/admin.sock"
+#: Where the shim keeps what it must remember across restarts (the folder of
+#: the Go shim's C{image} key).
+DEFAULT_STATE_DIR = "/var/lib/image-cri-shim"
+#: C{names}: the node shows images under the names they were asked for...
+NAMES_REQUESTED = "requested"
+#: ...or under the registry names they were pulled by (the Go shim's view).
+NAMES_REGISTRY = "registry"
 CRI_SOCKETS = (
     "/run/containerd/containerd.sock",
     "/var/run/cri-dockerd.sock",
@@ -99,6 +106,9 @@ class Registry:
     :ivar offline: C{True} for the top-level C{address} (sealos.hub).
     :ivar mirror_of: source domains this registry serves; empty means all.
     :ivar key: where it was configured, e.g. C{"registries[1]"}.
+    :ivar namespaces: the only namespaces whose pods it serves; empty: any.
+    :ivar pod_selector: a L{cri_shim.model.selector.Selector} the pods it
+        serves match, or C{None}: any.
     """
 
     address = attr.ib()
@@ -108,6 +118,15 @@ class Registry:
     tls = attr.ib(default=TLS())
     mirror_of = attr.ib(default=())
     key = attr.ib(default="address")
+    namespaces = attr.ib(default=())
+    pod_selector = attr.ib(default=None)
+
+    @property
+    def restricted(self):
+        """
+        Whether it serves only some workloads (C{namespaces}, C{podSelector}).
+        """
+        return bool(self.namespaces) or self.pod_selector is not None
 
     @property
     def name(self):
@@ -125,11 +144,18 @@ class Registry:
 
     def holds_name(self, ref):
         """
-        :return: whether C{ref} already names this registry's host (its
-            credentials are for the whole host, whatever the path); host
+        :return: whether C{ref} already names this registry's host; host
             names compare case-insensitively, as in L{reference.Reference.moved}.
         """
         return ref.domain.lower() == self.address.host
+
+    def holds_path(self, ref):
+        """
+        :return: whether C{ref}'s path lies under this registry's prefix
+            (any path does when there is none).
+        """
+        prefix = self.address.prefix
+        return not prefix or ref.path == prefix or ref.path.startswith(prefix + "/")
 
 
 @attr.s(frozen=True, slots=True)
@@ -191,6 +217,10 @@ class Config:
     health = attr.ib(default=HealthCheck())
     allow_upstream = attr.ib(default=True)
     admin = attr.ib(default=DEFAULT_ADMIN_SOCKET)
+    admin_token_file = attr.ib(default="")
+    events = attr.ib(default=True)
+    names = attr.ib(default=NAMES_REQUESTED)
+    state_dir = attr.ib(default=DEFAULT_STATE_DIR)
 
     @property
     def offline(self):
@@ -205,12 +235,15 @@ class Config:
     def registry_for(self, ref):
         """
         :return: the configured L{Registry} that C{ref} already names, or
-            C{None}.
+            C{None}: of those on its host, the one with the longest prefix
+            its path lies under (C{H/b/app} is C{H/b}'s, C{H/c/x} is
+            C{H}'s); when its path lies under none, the first on its host
+            by priority (a login is for the whole host).
         """
-        for registry in self.registries:
-            if registry.holds_name(ref):
-                return registry
-        return None
+        on_host = [registry for registry in self.registries if registry.holds_name(ref)]
+        under = [registry for registry in on_host if registry.holds_path(ref)]
+        return max(under, key=lambda registry: len(registry.address.prefix),
+                   default=on_host[0] if on_host else None)
 
 
 @attr.s(frozen=True, slots=True)

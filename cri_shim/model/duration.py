@@ -82,3 +82,17 @@ def format_duration(seconds):
 def _trim(number):
     text = "{:.3f}".format(number).rstrip("0").rstrip(".")
     return text
+
+
+def jittered(seconds, uniform, spread=0.1):
+    """
+    Spread a periodic wait so that nodes started together do not stay in
+    step.
+
+    :param seconds: the nominal wait.
+    :param uniform: a callable returning a number in [0, 1) (C{random.random},
+        or a fixed value in tests: 0.5 gives C{seconds} exactly).
+    :param spread: the most the wait moves, as a fraction of C{seconds}.
+    :return: a wait in C{[seconds * (1 - spread), seconds * (1 + spread))}.
+    """
+    return seconds * (1.0 + spread * (2.0 * uniform() - 1.0))

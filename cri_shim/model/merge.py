@@ -6,25 +6,32 @@ shim's schema) merged into the local config document.  Pure.
 The Go shim's rules, with its bugs fixed: C{offlinePriority} is merged; a
 key absent from the ConfigMap leaves the local value alone (the Go shim
 empties the registry list and resets C{reloadInterval}); passwords are taken
-verbatim.  Keys the shim does not know, in the file or in a registry entry
-kept from it, survive.
+verbatim; credentials belong to an address (a ConfigMap that moves
+C{sealos.address} without sending C{sealos.auth} drops the local login
+rather than sending it to the new address).  Keys the shim does not know,
+in the file or in a registry entry kept from it, survive.
 """
 
 import copy
 
 import yaml
 
-from cri_shim.model.config import ConfigError
+from cri_shim.model.config import ConfigError, Notice
 from cri_shim.model.reader import Reader, parse_yaml
+from cri_shim.model.reference import InvalidRegistryAddress, parse_registry_address
 
 _TOP = ("version", "sealos", "registries", "offlinePriority", "reloadInterval", "force",
         "debug", "timeout", "cache")
-_REGISTRY = ("address", "auth", "priority", "mirrorOf", "insecureSkipVerify", "caFile",
-             "certFile", "keyFile")
+_REGISTRY = ("address", "auth", "priority", "mirrorOf", "namespaces", "podSelector",
+             "insecureSkipVerify", "caFile", "certFile", "keyFile")
 _CACHE = ("imageCacheSize", "imageCacheTTL", "negativeCacheTTL", "statsLogInterval",
           "disableStats")
 # Registry keys the ConfigMap decides whenever it lists a registry.
 _OWNED = ("address", "auth", "priority")
+# Registry keys only the node's own file sets: from the ConfigMap they could
+# make every node present its root-only client certificate to any host, or
+# stop verifying TLS (issue 12, #4).
+_NODE_LOCAL = ("insecureSkipVerify", "caFile", "certFile", "keyFile")
 
 
 def read_cluster_settings(text, source="registries.yaml"):
@@ -111,6 +118,10 @@ def _registries(reader, value):
         if not address:
             reader.warn("{}: no address; entry skipped".format(key))
             continue
+        for name in _NODE_LOCAL:
+            if section.pop(name, None) is not None:
+                reader.warn("{}.{}: node-local, set only in the node's config file; ignored "
+                            "from the ConfigMap".format(key, name))
         entry = {name: item for name, item in section.items()
                  if name not in _OWNED and item is not None}
         entry["address"] = address
@@ -129,9 +140,17 @@ def merge(local, settings):
 
     :param local: the local file's document (a dict; C{None} for none).
     :param settings: from L{read_cluster_settings}.
-    :return: a new dict; C{local} is not changed.
+    :return: C{(document, notices)}: a new dict (C{local} is not changed)
+        and L{Notice}s about what the merge left out.
     """
     merged = copy.deepcopy(local) if local else {}
+    notices = []
+    if ("address" in settings and "auth" not in settings and _get(merged, "auth")
+            and not _same_address(_get(merged, "address"), settings["address"])):
+        _delete(merged, "auth")
+        notices.append(Notice("warn", "sealos.address: the ConfigMap moves the offline "
+                              "registry to another address and sends no sealos.auth; the "
+                              "local auth is not carried over to it"))
     for name in ("address", "auth", "offlinePriority", "reloadInterval", "force", "debug",
                  "timeout"):
         if name in settings:
@@ -145,7 +164,20 @@ def merge(local, settings):
         for name, value in settings["cache"].items():
             _set(cache, name, value)
         _set(merged, "cache", cache)
-    return merged
+    return merged, notices
+
+
+def _same_address(local, cluster):
+    """
+    Whether two registry addresses name the same registry (scheme, host,
+    port and path prefix), however they are spelled.
+    """
+    if not isinstance(local, str):
+        return False
+    try:
+        return parse_registry_address(local.strip()) == parse_registry_address(cluster)
+    except InvalidRegistryAddress:
+        return local.strip() == cluster
 
 
 def _merge_registries(local, cluster):
@@ -175,6 +207,12 @@ def _get(document, name):
         if isinstance(key, str) and key.lower() == name.lower():
             return value
     return None
+
+
+def _delete(document, name):
+    for key in list(document):
+        if isinstance(key, str) and key.lower() == name.lower():
+            del document[key]
 
 
 def _set(document, name, value):

@@ -16,57 +16,23 @@ The module also parses the registry addresses of the shim's configuration
 (:func:`parse_registry_address`), because the host of such an address ends up
 inside rewritten image names and must obey the same rules.
 
-Nothing here does I/O; everything is a pure function of its arguments.
+The grammar both follow (what a domain, path, tag or digest may be) is in
+L{cri_shim.model.grammar}.  Nothing here does I/O; everything is a pure
+function of its arguments.
 """
 
-import re
 from urllib.parse import urlsplit
 
 import attr
 
-DEFAULT_DOMAIN = "docker.io"
-"""The domain of images named without one (``nginx`` is on Docker Hub)."""
-
-DEFAULT_TAG = "latest"
-"""The tag pulled when a reference names neither tag nor digest."""
-
-DOCKER_HUB_ENDPOINT = "registry-1.docker.io"
-"""The host that serves the registry API for :data:`DEFAULT_DOMAIN`."""
-
-MAX_PATH_LENGTH = 255
-"""
-The longest repository path accepted.  Since distribution/reference v0.6.0
-only the path counts, not the domain in front of it.
-"""
-
-_LEGACY_DEFAULT_DOMAIN = "index.docker.io"
-_OFFICIAL_PREFIX = "library/"
-_LOCALHOST = "localhost"
-_DOCKER_HUB_ALIASES = frozenset(
-    [DEFAULT_DOMAIN, _LEGACY_DEFAULT_DOMAIN, DOCKER_HUB_ENDPOINT]
-)
-_MAX_TAG_LENGTH = 128
-_MAX_SHOWN = 300
-
-# Character classes are spelled out in ASCII: Python's \w and \d also match
-# non-ASCII characters, Go's do not.
-_PATH_COMPONENT = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*")
-_DOMAIN_LABEL = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
-_DOMAIN = re.compile(
-    rf"(?:{_DOMAIN_LABEL}(?:\.{_DOMAIN_LABEL})*|\[[a-fA-F0-9:]+\])"
-    r"(?::([0-9]+))?"
-)
-_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
-_DIGEST = re.compile(
-    r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}"
-)
-_IDENTIFIER = re.compile(r"[a-f0-9]{64}")
-_IMAGE_ID = re.compile(r"(?:sha256:)?[a-f0-9]{64}")
-_LOWER_HEX = re.compile(r"[a-f0-9]+")
-
-# The algorithms go-digest registers, with the length of their (lowercase
-# hex) encoding.  Any other algorithm is unsupported.
-_DIGEST_HEX_LENGTHS = {"sha256": 64, "sha384": 96, "sha512": 128}
+from cri_shim.model.grammar import (  # the public names are this module's too
+    DEFAULT_DOMAIN, DEFAULT_TAG, DOCKER_HUB_ENDPOINT, MAX_PATH_LENGTH)
+from cri_shim.model.grammar import (
+    DOCKER_HUB_ALIASES as _DOCKER_HUB_ALIASES, DOMAIN as _DOMAIN, IDENTIFIER as _IDENTIFIER,
+    IMAGE_ID as _IMAGE_ID, OFFICIAL_PREFIX as _OFFICIAL_PREFIX,
+    canonical_domain as _canonical_domain, digest_problem as _digest_problem,
+    looks_like_domain as _looks_like_domain, path_problem as _path_problem, show as _show,
+    tag_problem as _tag_problem)
 
 
 class InvalidReference(ValueError):
@@ -84,83 +50,8 @@ class InvalidRegistryAddress(ValueError):
     """
 
 
-def _show(text):
-    """
-    Quote ``text`` for an error message, cutting huge inputs short.
-    """
-    if len(text) > _MAX_SHOWN:
-        return repr(text[:_MAX_SHOWN]) + "..."
-    return repr(text)
-
-
 def _invalid(text, problem):
     return InvalidReference(f"invalid reference {_show(text)}: {problem}")
-
-
-def _looks_like_domain(component):
-    """
-    Decide, as distribution does, whether the first component of a name is a
-    registry domain rather than the first path component of a Docker Hub
-    repository: it is if it contains ``.`` or ``:``, is ``localhost``, or
-    has uppercase letters (which paths cannot have).
-    """
-    return (
-        component == _LOCALHOST
-        or "." in component
-        or ":" in component
-        or component.lower() != component
-    )
-
-
-def _canonical_domain(domain):
-    if domain == _LEGACY_DEFAULT_DOMAIN:
-        return DEFAULT_DOMAIN
-    return domain
-
-
-def _path_problem(path):
-    """
-    Say what is wrong with a repository path, or return ``None`` if nothing
-    is.
-    """
-    if not path:
-        return "missing repository name"
-    if path.lower() != path:
-        return "repository name must be lowercase"
-    for component in path.split("/"):
-        if not component:
-            return f"empty path component in {_show(path)}"
-        if not _PATH_COMPONENT.fullmatch(component):
-            return f"invalid path component {_show(component)}"
-    return None
-
-
-def _tag_problem(tag):
-    if not tag:
-        return "empty tag"
-    if len(tag) > _MAX_TAG_LENGTH:
-        return f"tag longer than {_MAX_TAG_LENGTH} characters"
-    if not _TAG.fullmatch(tag):
-        return f"invalid tag {_show(tag)}"
-    return None
-
-
-def _digest_problem(digest):
-    if not _DIGEST.fullmatch(digest):
-        return f"invalid digest {_show(digest)}"
-    algorithm, _, encoded = digest.partition(":")
-    length = _DIGEST_HEX_LENGTHS.get(algorithm)
-    if length is None:
-        return (
-            f"invalid digest {_show(digest)}: "
-            f"unsupported algorithm {_show(algorithm)}"
-        )
-    if len(encoded) != length or not _LOWER_HEX.fullmatch(encoded):
-        return (
-            f"invalid digest {_show(digest)}: "
-            f"{algorithm} needs {length} lowercase hex characters"
-        )
-    return None
 
 
 @attr.s(frozen=True, slots=True)
@@ -408,6 +299,18 @@ def _address_error(text, problem):
     )
 
 
+def _without_userinfo(text):
+    """
+    Hide everything between the scheme and the last ``@`` of an address:
+    neither a host nor a prefix holds ``@``, so whatever comes before the
+    last one is user information, whatever its characters.
+    """
+    head, separator, rest = text.partition("://")
+    if not separator or "@" in head:
+        head, separator, rest = "", "", text
+    return head + separator + "<redacted>@" + rest.rpartition("@")[2]
+
+
 def parse_registry_address(text):
     """
     Parse a registry address from the configuration.
@@ -429,6 +332,12 @@ def parse_registry_address(text):
         user information, a query or fragment, an empty or invalid host, a
         port outside 1-65535, or a prefix that is not a repository path.
     """
+    if "@" in text:
+        # Before any check that quotes the address: a password may hold any
+        # character, "/", "?" and "#" included.
+        raise _address_error(
+            _without_userinfo(text), "user information is not allowed"
+        )
     scheme, separator, rest = text.partition("://")
     if separator:
         scheme = scheme.lower()
@@ -441,10 +350,6 @@ def parse_registry_address(text):
     if "?" in rest or "#" in rest:
         raise _address_error(text, "a query or fragment is not allowed")
     netloc, _, prefix = rest.partition("/")
-    if "@" in netloc:
-        # Never echo the user information: it may be a password.
-        shown = text.replace(netloc, "<redacted>@" + netloc.rpartition("@")[2], 1)
-        raise _address_error(shown, "user information is not allowed")
     if not netloc:
         raise _address_error(text, "empty host")
     match = _DOMAIN.fullmatch(netloc)

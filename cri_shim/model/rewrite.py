@@ -9,7 +9,7 @@ and L{cri_shim.serve.image_service} applies the result to CRI messages.
 
 import attr
 
-from cri_shim.model import reference
+from cri_shim.model import reference, selector
 
 #: Decision sources, as logged.
 CONFIGURED = "configured"       # the image already names a configured registry
@@ -39,6 +39,8 @@ class Decision:
         C{None}.
     :ivar source: one of the module's decision sources.
     :ivar tried: names of the registries asked, in order.
+    :ivar passed_over: C{(name, reason)} of the registries ranked above
+        C{registry} that could not serve the image (unreachable, found down).
     """
 
     original = attr.ib()
@@ -46,6 +48,7 @@ class Decision:
     registry = attr.ib()
     source = attr.ib()
     tried = attr.ib(default=())
+    passed_over = attr.ib(default=())
 
     @property
     def moved(self):
@@ -55,18 +58,29 @@ class Decision:
         return self.target is not None
 
 
-def candidates(config, ref, exclude=(), down=frozenset()):
+def admits(registry, pod):
+    """
+    :param pod: the L{cri_shim.model.selector.Pod} a pull is for, or C{None}.
+    :return: whether C{registry} serves pulls for C{pod} (its C{namespaces}
+        and C{podSelector}; a pull for no pod only unrestricted registries).
+    """
+    return selector.admits(registry.namespaces, registry.pod_selector, pod)
+
+
+def candidates(config, ref, exclude=(), down=frozenset(), pod=None):
     """
     :param config: a L{cri_shim.model.config.Config}.
     :param ref: a parsed L{cri_shim.model.reference.Reference}.
     :param exclude: registry names to leave out (they already failed).
     :param down: names of registries found down: they come last.
+    :param pod: the L{cri_shim.model.selector.Pod} the pull is for, or
+        C{None}: registries restricted to other workloads are left out.
     :return: the L{Candidate}s in failover order: registries not known to be
         down by priority, then the down ones by priority.
     """
     found = []
     for registry in config.registries:
-        if registry.name in exclude or not registry.serves(ref):
+        if registry.name in exclude or not registry.serves(ref) or not admits(registry, pod):
             continue
         try:
             target = ref.moved(registry.address.host, registry.address.prefix)
@@ -78,41 +92,63 @@ def candidates(config, ref, exclude=(), down=frozenset()):
     return tuple(sorted(found, key=lambda candidate: candidate.registry.name in down))
 
 
-def decide_without_lookup(config, ref):
+def decide_without_lookup(config, ref, pod=None):
     """
-    The decisions that need no registry to be asked.
+    The decisions that need no registry to be asked.  An image that names a
+    configured registry restricted to other workloads stays as it is, with
+    kubelet's credentials, never that registry's.
 
     :return: a L{Decision}, or C{None} when the registries must be asked.
     """
     registry = config.registry_for(ref)
     if registry is not None:
-        return Decision(ref, None, registry, CONFIGURED)
-    if not candidates(config, ref):
+        return Decision(ref, None, registry if admits(registry, pod) else None, CONFIGURED)
+    if not candidates(config, ref, pod=pod):
         return Decision(ref, None, None, NO_REGISTRIES)
     return None
 
 
-def cache_key(ref):
+def scope(config, pod):
     """
-    :return: the cache key of an image: its normalised name, so that
-        C{nginx} and C{docker.io/library/nginx:latest} share an entry.
+    What of C{pod} the rules look at: the restricted registries that serve
+    it.  Two pulls with the same scope have the same candidates, so they may
+    share a decision; two with different scopes never do.
+
+    :return: a tuple of registry names.
     """
-    return str(ref.with_default_tag())
+    return tuple(sorted(registry.name for registry in config.registries
+                        if registry.restricted and admits(registry, pod)))
 
 
-def local_names(config, ref, cached=None):
+def cache_key(ref, scope=()):
+    """
+    :param scope: from L{scope}.
+    :return: the cache key of an image for a scope: its normalised name, so
+        that C{nginx} and C{docker.io/library/nginx:latest} share an entry,
+        and the scope's registries, if any.
+    """
+    name = str(ref.with_default_tag())
+    return name if not scope else "{} for {}".format(name, ",".join(scope))
+
+
+def local_names(config, ref, cached=None, stored=None):
     """
     The names under which the runtime may already hold an image, in the
-    order ImageStatus and RemoveImage look them up: the cached rewrite first
-    (a warm lookup costs one runtime call), then the name as asked, then the
-    name on each candidate registry (so an image pulled earlier through the
-    shim is found even when every registry is unreachable).
+    order ImageStatus and RemoveImage look them up: the name it was stored
+    under when pulled through the shim, then the cached rewrite (a warm
+    lookup costs one runtime call), then the name as asked, then the name
+    on each candidate registry (so an image pulled earlier through the shim
+    is found even when every registry is unreachable).
 
     :param cached: the cached L{Decision} for C{ref}, if any.
+    :param stored: the name the names store has for C{ref}, if any.
     :return: an iterator of image names without duplicates, computed as
         they are asked for (a warm lookup needs only the first).
     """
     seen = set()
+    if stored is not None:
+        seen.add(stored)
+        yield stored
     if cached is not None and cached.target is not None:
         seen.add(str(cached.target))
         yield str(cached.target)

@@ -10,25 +10,34 @@ naming them.
 
 import re
 
-from cri_shim.model import reference
+import attr
+
+from cri_shim.model import reference, selector
 from cri_shim.model.config import (
-    DEFAULT_ADMIN_SOCKET, DEFAULT_SHIM_SOCKET, OFFLINE_PRIORITY, REGISTRY_PRIORITY, Cache,
+    DEFAULT_ADMIN_SOCKET, DEFAULT_SHIM_SOCKET, DEFAULT_STATE_DIR, NAMES_REGISTRY,
+    NAMES_REQUESTED, OFFLINE_PRIORITY, REGISTRY_PRIORITY, Cache,
     Config, ConfigError, ConfigMapSource, HealthCheck, Registry)
+from cri_shim.model.duration import format_duration
 from cri_shim.model.reader import Reader, join, kind, describe, parse_yaml
 
 _LEGACY_KEYS = ("image", "version")
 _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\Z")
 _DNS_SUBDOMAIN = re.compile(r"(?=.{1,253}\Z)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\Z")
 _CONFIGMAP_KEY = re.compile(r"[-._a-zA-Z0-9]{1,253}\Z")
+#: The shortest C{reloadInterval}: a shorter one (which the ConfigMap may
+#: set) is raised to it, with a warning.  The ConfigMap poll has its own,
+#: larger floor (L{cri_shim.sync.configmap.MIN_POLL_INTERVAL}).
+MIN_RELOAD_INTERVAL = 1.0
 
 
 _TLS_KEYS = ("insecureSkipVerify", "caFile", "certFile", "keyFile")
 _TOP_KEYS = (
     "shim", "cri", "address", "auth", "force", "debug", "timeout", "reloadInterval",
     "offlinePriority", "probeTimeout", "registries", "cache", "mirrorOf", "configMap",
-    "healthCheck", "allowUpstream", "admin",
+    "healthCheck", "allowUpstream", "admin", "adminTokenFile", "names", "stateDir", "events",
 ) + _TLS_KEYS
-_REGISTRY_KEYS = ("address", "auth", "priority", "mirrorOf") + _TLS_KEYS
+_REGISTRY_KEYS = ("address", "auth", "priority", "mirrorOf", "namespaces",
+                  "podSelector") + _TLS_KEYS
 _CONFIGMAP_KEYS = ("enabled", "namespace", "name", "key")
 _HEALTH_KEYS = ("interval", "timeout", "failureThreshold", "successThreshold")
 _CACHE_KEYS = ("imageCacheSize", "imageCacheTTL", "negativeCacheTTL", "statsLogInterval",
@@ -98,6 +107,7 @@ def _read(reader, document):
             section, "priority", join(key, "priority"), REGISTRY_PRIORITY))
         if registry is None:
             continue
+        registry = _restricted(reader, key, section, registry)
         twin = _find(registries, registry.address)
         if twin is not None:
             reader.warn("{}: {} is already configured by {}; entry ignored".format(
@@ -121,8 +131,7 @@ def _read(reader, document):
         force=reader.boolean(top, "force", "force"),
         debug=reader.boolean(top, "debug", "debug"),
         timeout=reader.duration(top, "timeout", "timeout", 15 * 60.0),
-        reload_interval=reader.duration(top, "reloadInterval", "reloadInterval", 15.0,
-                                        minimum=0.001),
+        reload_interval=_reload_interval(reader, top),
         probe_timeout=reader.duration(top, "probeTimeout", "probeTimeout", 2.0),
         registries=tuple(registries),
         cache=Cache(
@@ -136,37 +145,71 @@ def _read(reader, document):
         configmap=_configmap(reader, top.get("configMap")),
         health=_health(reader, top.get("healthCheck")),
         allow_upstream=reader.boolean(top, "allowUpstream", "allowUpstream", True),
-        admin=_admin(reader, top.get("admin")),
+        names=_names(reader, top),
+        state_dir=reader.socket_path(top, "stateDir", "stateDir", DEFAULT_STATE_DIR)
+        or DEFAULT_STATE_DIR,
+        events=reader.boolean(top, "events", "events", True),
+        **_admin(reader, top),
     )
 
 
-def _admin(reader, value):
+def _reload_interval(reader, top):
+    seconds = reader.duration(top, "reloadInterval", "reloadInterval", 15.0, minimum=0.001)
+    if seconds >= MIN_RELOAD_INTERVAL:
+        return seconds
+    reader.warn("reloadInterval: {} is shorter than the floor of {floor}; using {floor}".format(
+        format_duration(seconds), floor=format_duration(MIN_RELOAD_INTERVAL)))
+    return MIN_RELOAD_INTERVAL
+
+
+def _names(reader, top):
+    """
+    C{names}: C{requested} (images show under the names they were asked
+    for) or C{registry} (under the names they were pulled by).
+    """
+    value = reader.string(top, "names", "names", NAMES_REQUESTED).lower()
+    if value not in (NAMES_REQUESTED, NAMES_REGISTRY):
+        reader.problem("names", "expected {} or {}, got {!r}".format(
+            NAMES_REQUESTED, NAMES_REGISTRY, value))
+        return NAMES_REQUESTED
+    return value
+
+
+def _admin(reader, top):
     """
     C{admin}: a UNIX socket path, C{host:port} for TCP, or C{false} for no
-    admin endpoint.
+    admin endpoint; C{adminTokenFile}: the absolute path of the bearer token
+    that opens the whole endpoint on TCP.
 
-    :return: the path or C{host:port}, or C{""} when off.
+    :return: the L{Config} fields C{admin} (the path or C{host:port}, or
+        C{""} when off) and C{admin_token_file} (or C{""}).
     """
+    value = top.get("admin")
+    token_file = reader.string(top, "adminTokenFile", "adminTokenFile")
+    if token_file and not token_file.startswith("/"):
+        reader.problem("adminTokenFile", "expected an absolute path, got {!r}".format(
+            token_file))
     if value is None:
-        return DEFAULT_ADMIN_SOCKET
-    if value is False:
-        return ""
-    if not isinstance(value, str) or not value.strip():
+        value = DEFAULT_ADMIN_SOCKET
+    elif value is False:
+        value = ""
+    elif not isinstance(value, str) or not value.strip():
         reader.problem("admin", "expected a socket path, host:port or false, got {}".format(
             describe(value)))
-        return DEFAULT_ADMIN_SOCKET
+        value = DEFAULT_ADMIN_SOCKET
     value = value.strip()
-    if value.startswith("/"):
-        return value
-    host, colon, port = value.rpartition(":")
-    if not colon or not port.isdigit() or not 0 < int(port) < 65536 or not host:
-        reader.problem("admin", "expected an absolute socket path or host:port, got {!r}"
-                       .format(value))
-        return DEFAULT_ADMIN_SOCKET
-    if host.strip("[]") not in ("127.0.0.1", "::1", "localhost"):
-        reader.warn("admin: {} is reachable from other hosts; metrics and registry details "
-                    "are served without authentication".format(value))
-    return value
+    if value and not value.startswith("/"):
+        host, colon, port = value.rpartition(":")
+        if not colon or not port.isdigit() or not 0 < int(port) < 65536 or not host:
+            reader.problem("admin", "expected an absolute socket path or host:port, got {!r}"
+                           .format(value))
+            value = DEFAULT_ADMIN_SOCKET
+        elif host.strip("[]") not in ("127.0.0.1", "::1", "localhost"):
+            reader.warn("admin: {} is reachable from other hosts; metrics are served there "
+                        "without authentication".format(value))
+    if token_file and (not value or value.startswith("/")):
+        reader.warn("adminTokenFile: the admin endpoint is not on TCP; ignored")
+    return {"admin": value, "admin_token_file": token_file}
 
 
 def _health(reader, value):
@@ -225,6 +268,19 @@ def _registry(reader, key, section, address, priority, offline=False):
         reader.warn("{}: TLS options have no effect on an http:// registry".format(where))
     return Registry(address=parsed, credentials=credentials, priority=priority,
                     offline=offline, tls=tls, mirror_of=mirror_of, key=key or "address")
+
+
+def _restricted(reader, key, section, registry):
+    """
+    A C{registries[]} entry's C{namespaces} and C{podSelector}: the
+    workloads it serves (L{cri_shim.model.selector}).
+    """
+    return attr.evolve(
+        registry,
+        namespaces=selector.read_namespaces(reader, section.get("namespaces"),
+                                            join(key, "namespaces")),
+        pod_selector=selector.read_selector(reader, section.get("podSelector"),
+                                            join(key, "podSelector")))
 
 
 def _mirror_of(reader, value, key):

@@ -3,7 +3,8 @@
 The admin endpoint (twisted.web, on a UNIX socket by default): Prometheus
 C{/metrics}, C{/healthz}, C{/readyz}, and what C{image-cri-shim-ctl} asks:
 C{/registries}, C{/explain?image=...}, C{POST /cache/flush}, C{POST /reload}.
-Reactor thread only; nothing it answers holds a secret.
+Reactor thread only; nothing it answers holds a secret.  Who may reach
+it, and how many at once: L{cri_shim.ops.access}.
 """
 
 import json
@@ -23,15 +24,25 @@ from twisted.web.server import NOT_DONE_YET, Site
 
 from cri_shim import __version__
 from cri_shim.model import reference, rewrite
+from cri_shim.model.selector import Pod
+from cri_shim.ops import access
 from cri_shim.registries.health import DOWN
 from cri_shim.metrics import Readout
 
+log = Logger()
 
-def admin_service(address, root, reactor):
+#: Seconds an idle admin connection is kept.
+_IDLE_TIMEOUT = 60
+
+
+def admin_service(address, root, reactor, token_file=""):
     """
     :param address: a UNIX socket path, or C{host:port}.
+    :param token_file: C{adminTokenFile}: where the bearer token that opens
+        the whole endpoint on TCP is, or C{""}.
     :return: a service serving C{root} there (sockets: mode 0600, in a
-        folder made 0700).
+        folder made 0700; TCP: see L{access.TCPGuard}), at most
+        L{access.MAX_CONNECTIONS} connections at a time.
     """
     folder = None
     if address.startswith("/"):
@@ -42,9 +53,25 @@ def admin_service(address, root, reactor):
         host = host.strip("[]")
         kind = TCP6ServerEndpoint if ":" in host else TCP4ServerEndpoint
         endpoint = kind(reactor, int(port), interface=host)
-    site = _QuietSite(root)
+        root = access.TCPGuard(root, _token(token_file))
+    site = _QuietSite(root, timeout=_IDLE_TIMEOUT, reactor=reactor)
     site.noisy = False
-    return _AdminService(endpoint, site, address, folder)
+    return _AdminService(endpoint, access.ConnectionLimit(site, address), address, folder)
+
+
+def _token(path):
+    """
+    :return: the token in C{path}, or C{None} when there is none or it
+        cannot be used (said in the log).
+    """
+    if not path:
+        return None
+    try:
+        return access.read_token(path)
+    except access.TokenError as e:
+        log.error("adminTokenFile: {reason}; the admin actions are not served over TCP",
+                  reason=str(e))
+        return None
 
 
 class _QuietSite(Site):
@@ -75,6 +102,10 @@ class _AdminService(service.Service):
 
     def startService(self):
         service.Service.startService(self)
+        if self._folder is None:
+            self.log.warn("the admin endpoint is on TCP ({address}): any local user can reach "
+                          "it; only /metrics, /healthz and /readyz are served there without "
+                          "the bearer token of adminTokenFile", address=self._address)
         try:
             if self._folder is not None:
                 os.makedirs(self._folder, mode=0o700, exist_ok=True)
@@ -213,27 +244,39 @@ class AdminState:
 
     def explain(self, request):
         """
-        How an image would be pulled: candidates in order, the cache entry,
-        the decision and whose credentials go with it.
+        How an image would be pulled (for a pod in C{namespace} with the
+        C{label}s given, if any): the workload rules that match, candidates in
+        order, the cache entry, the decision and whose credentials go with it.
         """
         names = request.args.get(b"image") or [b""]
         name = names[0].decode("utf-8", "replace")
         try:
             ref = reference.parse(name).with_default_tag()
-        except reference.InvalidReference as e:
+            pod = _pod(request.args)
+        except (reference.InvalidReference, ValueError) as e:
             return _status(request, 400, str(e))
         snapshot = self._holder.current
-        cached = snapshot.cache.get(rewrite.cache_key(ref))
+        cached = snapshot.cache.get(rewrite.cache_key(ref, rewrite.scope(snapshot.config, pod)))
+        rules = [{
+            "registry": registry.name,
+            "namespaces": list(registry.namespaces) or None,
+            "podSelector": (registry.pod_selector.describe()
+                            if registry.pod_selector is not None else None),
+            "matches": rewrite.admits(registry, pod),
+        } for registry in snapshot.config.registries if registry.restricted]
         candidates = [{
             "registry": candidate.registry.name,
             "priority": candidate.registry.priority,
             "health": self._health.state(candidate.registry.name),
             "name": str(candidate.target),
-        } for candidate in rewrite.candidates(snapshot.config, ref, down=snapshot.down)]
-        d = maybeDeferred(self._resolver.resolve, snapshot, ref)
+        } for candidate in rewrite.candidates(snapshot.config, ref, down=snapshot.down, pod=pod)]
+        d = maybeDeferred(self._resolver.resolve, snapshot, ref, pod)
         d.addCallback(lambda decision: _json({
             "image": name,
             "normalized": str(ref),
+            "pod": None if pod is None else {"namespace": pod.namespace,
+                                             "labels": pod.label_map},
+            "rules": rules,
             "candidates": candidates,
             "cached": _decision(cached) if cached is not None else None,
             "decision": _decision(decision),
@@ -254,7 +297,23 @@ class AdminState:
         """
         Re-read the config file now.
         """
-        return _json({"reloaded": self._reloader.reload("admin request")})
+        return self._reloader.reload("admin request").addCallback(
+            lambda reloaded: _json({"reloaded": reloaded}))
+
+
+def _pod(args):
+    """
+    :return: the L{Pod} that C{namespace} and C{label=k=v} (repeated) in a
+        query describe, or C{None} (a pull for no pod) when neither is given.
+    :raise ValueError: for a label without C{=}.
+    """
+    namespace = (args.get(b"namespace") or [b""])[0].decode("utf-8", "replace")
+    labels = [label.decode("utf-8", "replace") for label in args.get(b"label", ())]
+    if not namespace and not labels:
+        return None
+    if not all("=" in label for label in labels):
+        raise ValueError("a label is key=value")
+    return Pod("", namespace, labels=dict(label.split("=", 1) for label in labels))
 
 
 def _decision(decision):

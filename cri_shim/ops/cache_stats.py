@@ -4,6 +4,8 @@ The periodic cache statistics line (C{cache.statsLogInterval}), in the Go
 shim's format, so log-based dashboards keep working.
 """
 
+import random
+
 from twisted.application import service
 from twisted.logger import Logger
 
@@ -15,14 +17,15 @@ class CacheStatsLogger(service.Service):
     :param holder: the L{cri_shim.snapshot.SnapshotHolder} whose counters and
         settings are read.
     :param clock: an C{IReactorTime}.
+    :param uniform: the random source of the line's jitter.
     """
 
     name = "cache-stats"
     log = Logger()
 
-    def __init__(self, holder, clock):
+    def __init__(self, holder, clock, uniform=random.random):
         self._holder = holder
-        self._ticker = Ticker(self._log_stats, clock, "cache statistics")
+        self._ticker = Ticker(self._log_stats, clock, "cache statistics", uniform)
         holder.subscribe(lambda snapshot: self._follow(snapshot.config.cache.stats_interval))
 
     def startService(self):

@@ -11,12 +11,12 @@ import yaml
 from treq.client import HTTPClient
 from twisted.internet.defer import DeferredList, inlineCallbacks, returnValue
 from twisted.internet.threads import deferToThreadPool
-from twisted.web.client import Agent
 
 from cri_shim.model import config as configuration, schema
 from cri_shim.serve.methods import API
 from cri_shim.registries.probe import ProbeError, Prober
-from cri_shim.registries.tls import RegistryTLSPolicy
+from cri_shim.registries.httputil import pool
+from cri_shim.registries.tls import agent, registry_policy
 from cri_shim.snapshot import SnapshotHolder
 from cri_shim.serve.upstream import Upstream
 
@@ -52,7 +52,7 @@ def dry_run(reactor, path, text, out, runtime_socket):
     out.write("runtime: {}\n".format(answer))
     good = "FAILED" not in answer and good
     holder = SnapshotHolder(config, reactor.seconds)
-    http = HTTPClient(Agent(reactor, contextFactory=RegistryTLSPolicy(holder)))
+    http = HTTPClient(agent(reactor, registry_policy(holder, reactor), pool(reactor, False)))
     prober = Prober(http, reactor)
     checks = [prober.check_login(registry, CHECK_TIMEOUT) for registry in config.registries]
     results = yield DeferredList(checks, consumeErrors=True)

@@ -1,22 +1,31 @@
 # -*- test-case-name: tests.registries.test_health -*-
 """
-Registry health: every configured registry is asked C{GET /v2/} on an
-interval; one found down is passed over by lookups (asked last) until it
-answers again, so a dead registry costs no pull a timeout.
+Registry health: one found down is passed over by lookups (asked last) until
+it answers again, so a dead registry costs no pull a timeout.
 
-A registry is down after C{failureThreshold} failed checks in a row, or at
-once when a lookup or a pull could not reach it (passive health).  A down
-registry is checked with exponential backoff (up to 8 intervals) and is up
-again after C{successThreshold} good checks.  200 and 401 mean reachable;
+Idle means silent: health is learned from the lookups and pulls the node
+makes anyway (passive health), and a registry is asked C{GET /v2/} only
+when that is needed: once when it is new (not seen yet), while it is down
+(to see it come back), and while a pull from it is in progress (a stalled
+registry gives the pull no error).  A registry that is up is not asked
+anything while nothing is pulled.
+
+A registry is down at once when a lookup or a pull could not reach it, or
+after C{failureThreshold} failed checks in a row.  A down registry is
+checked with exponential backoff (up to 8 intervals) and is up again after
+C{successThreshold} good checks or answers.  200 and 401 mean reachable;
 connection and TLS errors, timeouts and 5xx mean failing; 429 is reachable
-and its C{Retry-After} is honoured.  Reactor thread only: the set of down
-registries reaches the request path in the snapshot.
+and its C{Retry-After} is honoured.  Every wait is jittered.  Reactor thread
+only: the set of down registries reaches the request path in the snapshot.
 """
+
+import random
 
 import attr
 from twisted.application import service
 from twisted.logger import Logger
 
+from cri_shim.model.duration import jittered
 from cri_shim.registries.httputil import describe_failure, read_capped
 from cri_shim.metrics import Metrics
 
@@ -24,6 +33,8 @@ UNKNOWN, UP, DOWN = "unknown", "up", "down"
 #: A down registry is checked at most this many intervals apart.
 MAX_BACKOFF_INTERVALS = 8
 _MAX_BODY = 64 * 1024
+#: How far each wait between checks moves, as a fraction of it.
+JITTER = 0.2
 
 
 @attr.s
@@ -35,6 +46,8 @@ class RegistryHealth:
     :ivar reason: why it is in that state, for logs and the admin endpoint.
     :ivar changed: when the state last changed (clock seconds).
     :ivar last_latency: seconds the last check took, or C{None}.
+    :ivar pulls: pulls from it in progress.
+    :ivar not_before: no check before then (its C{Retry-After}).
     """
 
     registry = attr.ib()
@@ -44,6 +57,8 @@ class RegistryHealth:
     failures = attr.ib(default=0)
     successes = attr.ib(default=0)
     last_latency = attr.ib(default=None)
+    pulls = attr.ib(default=0)
+    not_before = attr.ib(default=0.0)
     call = attr.ib(default=None, repr=False)
 
 
@@ -53,15 +68,18 @@ class RegistryHealthChecker(service.Service):
         registries are read from it, and the down set published to it.
     :param http: a treq-shaped client (the registries' TLS policy).
     :param clock: an C{IReactorTime}.
+    :param uniform: the jitter's random source (see
+        L{cri_shim.model.duration.jittered}).
     """
 
     name = "registry-health"
     log = Logger()
 
-    def __init__(self, holder, http, clock, metrics=None):
+    def __init__(self, holder, http, clock, metrics=None, uniform=random.random):
         self._holder = holder
         self._http = http
         self._clock = clock
+        self._uniform = uniform
         self._metrics = metrics or Metrics()
         self.registries = {}
         holder.subscribe(lambda snapshot: self._follow(snapshot.config))
@@ -78,8 +96,9 @@ class RegistryHealthChecker(service.Service):
 
     def _follow(self, config):
         """
-        Check the registries C{config} names: new ones now, as unknown;
-        removed ones no more.
+        Check the registries C{config} names: new ones now, as unknown (a
+        lookup that reaches one first makes that check needless); removed
+        ones no more.
         """
         if not self.running:
             return
@@ -117,6 +136,38 @@ class RegistryHealthChecker(service.Service):
         self._set(health, DOWN, reason)
         self._schedule(health, self._holder.current.config.health.interval)
 
+    def report_reachable(self, name, reason):
+        """
+        Passive health: a lookup got an answer from C{name}.  A down
+        registry counts it as a good check; an up one forgets its failed
+        checks.  One not seen yet waits for its first check (due at once),
+        which asks more of it (a whole answer) than a probe's headers.
+        """
+        health = self.registries.get(name)
+        if health is not None and (health.state == DOWN or (health.state == UP and
+                                                            health.failures)):
+            self._succeeded(health, reason)
+
+    def pull_started(self, name):
+        """
+        A pull from C{name} started: check it while the pull lasts, so a
+        registry that stalls is found down and the pull let go.
+        """
+        health = self.registries.get(name)
+        if health is None:
+            return
+        health.pulls += 1
+        if health.call is None:
+            self._schedule(health, self._holder.current.config.health.interval)
+
+    def pull_ended(self, name):
+        """
+        A pull from C{name} ended (see L{pull_started}).
+        """
+        health = self.registries.get(name)
+        if health is not None:
+            health.pulls = max(health.pulls - 1, 0)
+
     def _cancel(self, health):
         if health.call is not None and health.call.active():
             health.call.cancel()
@@ -124,7 +175,18 @@ class RegistryHealthChecker(service.Service):
 
     def _schedule(self, health, delay):
         self._cancel(health)
+        # Jittered, but never before the registry's Retry-After.
+        delay = max(jittered(delay, self._uniform, JITTER),
+                    health.not_before - self._clock.seconds())
         health.call = self._clock.callLater(delay, self._check, health)
+
+    def _again(self, health, delay):
+        """
+        After a good check: check again only while it is needed (see the
+        module's docstring).
+        """
+        if health.state != UP or health.pulls:
+            self._schedule(health, delay)
 
     def _check(self, health):
         health.call = None
@@ -151,11 +213,12 @@ class RegistryHealthChecker(service.Service):
         code = response.code
         if code in (200, 401):
             self._succeeded(health, "answered {}".format(code))
-            self._schedule(health, settings.interval)
+            self._again(health, settings.interval)
         elif code == 429:
             retry_after = _retry_after(response, settings.interval)
             self._succeeded(health, "rate limited (429)")
-            self._schedule(health, max(settings.interval, retry_after))
+            health.not_before = self._clock.seconds() + retry_after
+            self._again(health, max(settings.interval, retry_after))
         else:
             self._failed_check(health, "answered {}".format(code))
 

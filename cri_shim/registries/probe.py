@@ -9,15 +9,20 @@ that registry names (never over plain HTTP unless the registry itself is
 plain HTTP).
 """
 
-import base64
 import json
+import math
 import re
 from urllib.parse import urlencode, urlsplit
 
 from twisted.internet.defer import inlineCallbacks, returnValue
 from twisted.logger import Logger
 
-from cri_shim.registries.httputil import BodyTooLarge, describe_failure, read_capped
+from cri_shim.registries.httputil import (
+    BodyTooLarge,
+    basic_auth,
+    describe_failure,
+    read_capped,
+)
 from cri_shim.metrics import Metrics
 
 MANIFEST_TYPES = (
@@ -27,6 +32,9 @@ MANIFEST_TYPES = (
     "application/vnd.docker.distribution.manifest.v2+json",
 )
 MAX_TOKEN_BODY = 64 * 1024
+#: A token's lifetime when the token service gives none (or a value that is
+#: not a finite, non-negative number), as the token spec says.
+DEFAULT_TOKEN_SECONDS = 60.0
 _CHALLENGE = re.compile(r'([a-zA-Z_]+)="([^"]*)"')
 
 
@@ -135,7 +143,7 @@ class Prober:
         if token is not None:
             known = "Bearer " + token
         elif registry.name in self._basic and registry.credentials is not None:
-            known = "Basic " + _basic(registry.credentials)
+            known = _basic(registry.credentials)
         challenged = known is not None
         if known is not None:
             headers["Authorization"] = [known]
@@ -192,7 +200,7 @@ class Prober:
             if credentials is None:
                 raise ProbeError("authentication required (401) and no credentials configured")
             self._basic.add(registry.name)
-            returnValue("Basic " + _basic(credentials))
+            returnValue(_basic(credentials))
         if scheme != "bearer":
             raise ProbeError("unsupported authentication challenge {!r}".format(
                 scheme or "(none)"))
@@ -206,7 +214,7 @@ class Prober:
             {k: v for k, v in query.items() if v})
         headers = {"Accept": ["application/json"]}
         if credentials is not None:
-            headers["Authorization"] = ["Basic " + _basic(credentials)]
+            headers["Authorization"] = [_basic(credentials)]
         try:
             token_response = yield self._http.request("GET", url, headers=headers,
                                                       allow_redirects=False)
@@ -221,11 +229,13 @@ class Prober:
         try:
             document = json.loads(body.decode("utf-8"))
             token = document.get("token") or document.get("access_token")
-            expires_in = float(document.get("expires_in", 60))
+            expires_in = float(document.get("expires_in", DEFAULT_TOKEN_SECONDS))
         except (ValueError, AttributeError, TypeError):
             raise ProbeError("token service sent an unreadable answer")
         if not isinstance(token, str) or not token:
             raise ProbeError("token service sent no token")
+        if not math.isfinite(expires_in) or expires_in < 0:
+            expires_in = DEFAULT_TOKEN_SECONDS
         # Keep it a little shorter than the registry says, at most 5 minutes.
         lifetime = max(min(expires_in, 300.0) - 10.0, 0.0)
         if lifetime:
@@ -252,8 +262,7 @@ def _verdict(response, target):
 
 
 def _basic(credentials):
-    raw = "{}:{}".format(credentials.username, credentials.password.reveal())
-    return base64.b64encode(raw.encode("utf-8")).decode("ascii")
+    return basic_auth(credentials.username, credentials.password.reveal())
 
 
 def _timed_out(result, timeout):

@@ -1,56 +1,165 @@
 # -*- test-case-name: tests.registries.test_tls -*-
 """
-TLS for registry probes: verified by default against the system trust store
-(hostname checked by service-identity); per registry, a CA file, a client
-certificate, or — only when configured for that registry — no verification.
+The one TLS policy of every outbound HTTPS client (registries, their token
+realms, the Kubernetes API server): per host, which certificates to trust
+(the system trust store unless told), which client certificate to present,
+and whether to verify at all; and the C{Agent} that connects through it.
+
+What a host gets comes from a callable: a registry's files (C{caFile},
+C{certFile}, C{keyFile}) read by L{cri_shim.registries.pem} in a thread,
+never on the reactor; the API server's settings from its kubeconfig, in
+memory.  A connection whose settings cannot be read fails, with the reason.
 """
 
-import re
-
+import attr
 from OpenSSL import SSL
-from twisted.internet.interfaces import IOpenSSLClientConnectionCreator
 from twisted.internet.abstract import isIPAddress, isIPv6Address
-from twisted.internet.ssl import (
-    Certificate,
-    CertificateOptions,
-    PrivateCertificate,
-    optionsForClientTLS,
-    trustRootFromCertificates,
-)
-from twisted.web.iweb import IPolicyForHTTPS
+from twisted.internet.defer import maybeDeferred, succeed
+from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
+from twisted.internet.interfaces import IOpenSSLClientConnectionCreator, IStreamClientEndpoint
+from twisted.internet.ssl import CertificateOptions, optionsForClientTLS, trustRootFromCertificates
+from twisted.internet.threads import deferToThreadPool
+from twisted.web.client import Agent
+from twisted.web.error import SchemeNotSupported
+from twisted.web.iweb import IAgentEndpointFactory
 from zope.interface import implementer
 
 from cri_shim.model.config import TLS
+from cri_shim.registries import pem
 
 
-@implementer(IPolicyForHTTPS)
-class RegistryTLSPolicy:
+@attr.s(frozen=True)
+class Settings:
     """
-    Chooses the TLS settings for a connection by the registry it goes to.
+    How to talk TLS to one host, read and checked.
 
-    :param holder: the L{cri_shim.snapshot.SnapshotHolder} whose current
-        configuration names the registries.
+    :ivar trust: the L{twisted.internet.ssl.Certificate}s to trust (only
+        those), or C{None} for the system trust store.
+    :ivar client: the L{twisted.internet.ssl.PrivateCertificate} to present,
+        or C{None}.
+    :ivar insecure: C{True} to skip verifying the server.
     """
 
-    def __init__(self, holder):
-        self._holder = holder
-        self._generation = None
+    trust = attr.ib(default=None, repr=False)
+    client = attr.ib(default=None, repr=False)
+    insecure = attr.ib(default=False)
+
+    def creator(self, host):
+        """
+        :return: the client connection creator for C{host}: its certificate
+            checked against L{trust} and its name or IP, unless L{insecure}.
+        """
+        if self.insecure:
+            return Unverified(host, self.client)
+        options = {}
+        if self.trust is not None:
+            options["trustRoot"] = trustRootFromCertificates(self.trust)
+        if self.client is not None:
+            options["clientCertificate"] = self.client
+        return optionsForClientTLS(host, **options)
+
+
+class TLSPolicy:
+    """
+    One connection creator per C{(host, port)}, made from what
+    C{settings_for(host, port)} gives: L{Settings}, or a Deferred firing
+    with them.  Creators are made anew when C{generation()} changes (the
+    configuration was reloaded: files are read again).
+    """
+
+    def __init__(self, settings_for, generation=lambda: None):
+        self._settings_for = settings_for
+        self._generation = generation
+        self._seen = object()
         self._creators = {}
 
-    def creatorForNetloc(self, hostname, port):
-        snapshot = self._holder.current
-        if snapshot.generation != self._generation:
-            self._creators = {}
-            self._generation = snapshot.generation
-        host = hostname.decode("ascii") if isinstance(hostname, bytes) else hostname
-        key = (host, port)
-        creator = self._creators.get(key)
-        if creator is None:
-            creator = self._creators[key] = _creator(host, _settings(snapshot.config, host, port))
-        return creator
+    def creator(self, host, port):
+        """
+        :return: a Deferred firing with the connection creator for C{host}
+            (text) and C{port}, or failing (a L{pem.PEMError} naming the
+            setting).
+        """
+        generation = self._generation()
+        if generation != self._seen:
+            self._seen, self._creators = generation, {}
+        creator = self._creators.get((host, port))
+        if creator is not None:
+            return succeed(creator)
+
+        def made(settings):
+            creator = settings.creator(host)
+            if self._seen == generation:
+                self._creators[(host, port)] = creator
+            return creator
+        return maybeDeferred(self._settings_for, host, port).addCallback(made)
 
 
-def _settings(config, host, port):
+def agent(reactor, policy, pool):
+    """
+    :param policy: the L{TLSPolicy} for C{https} URLs.
+    :param pool: an C{HTTPConnectionPool} (see
+        L{cri_shim.registries.httputil.pool}).
+    :return: an C{Agent} connecting through C{policy}.
+    """
+    return Agent.usingEndpointFactory(reactor, _Endpoints(reactor, policy), pool)
+
+
+@implementer(IAgentEndpointFactory)
+class _Endpoints:
+    """
+    TCP for C{http}, TCP then TLS by the policy for C{https}.
+    """
+
+    def __init__(self, reactor, policy):
+        self._reactor = reactor
+        self._policy = policy
+
+    def endpointForURI(self, uri):
+        host = uri.host.decode("ascii")
+        tcp = HostnameEndpoint(self._reactor, host, uri.port)
+        if uri.scheme == b"http":
+            return tcp
+        if uri.scheme == b"https":
+            return _TLSEndpoint(self._policy, host, uri.port, tcp)
+        raise SchemeNotSupported("unsupported scheme: {!r}".format(uri.scheme))
+
+
+@implementer(IStreamClientEndpoint)
+class _TLSEndpoint:
+    """
+    Waits for the host's connection creator (its files may still be being
+    read), then connects with it.
+    """
+
+    def __init__(self, policy, host, port, tcp):
+        self._policy = policy
+        self._host = host
+        self._port = port
+        self._tcp = tcp
+
+    def connect(self, factory):
+        d = self._policy.creator(self._host, self._port)
+        return d.addCallback(lambda creator: wrapClientTLS(creator, self._tcp).connect(factory))
+
+
+def registry_policy(holder, reactor, threadpool=None):
+    """
+    The policy of the registry clients: each registry's TLS settings as the
+    current configuration names them; files read in C{threadpool} (the
+    reactor's by default), again after each reload.
+
+    :param holder: the L{cri_shim.snapshot.SnapshotHolder}.
+    """
+    def settings_for(host, port):
+        tls = _registry_tls(holder.current.config, host, port)
+        if not (tls.ca_file or tls.cert_file):
+            return Settings(insecure=tls.insecure_skip_verify)
+        return deferToThreadPool(reactor, threadpool or reactor.getThreadPool(),
+                                 read_registry_files, tls)
+    return TLSPolicy(settings_for, lambda: holder.current.generation)
+
+
+def _registry_tls(config, host, port):
     for registry in config.registries:
         address = registry.address
         if address.scheme == "https" and (address.hostname, address.port) == (host, port):
@@ -58,39 +167,25 @@ def _settings(config, host, port):
     return TLS()
 
 
-def _creator(host, tls):
-    client = None
-    if tls.cert_file:
-        with open(tls.cert_file, "rb") as cert, open(tls.key_file, "rb") as key:
-            client = PrivateCertificate.loadPEM(cert.read() + b"\n" + key.read())
-    if tls.insecure_skip_verify:
-        return Unverified(host, client)
-    options = {}
+def read_registry_files(tls):
+    """
+    Read and check a registry's TLS files.  Blocking: runs in a thread.
+
+    :param tls: its L{cri_shim.model.config.TLS}.
+    :return: its L{Settings}.
+    :raise pem.PEMError: naming the key and file.
+    """
+    trust = client = None
     if tls.ca_file:
-        options["trustRoot"] = trustRootFromCertificates(_certificates(tls.ca_file))
-    if client is not None:
-        options["clientCertificate"] = client
-    return optionsForClientTLS(host, **options)
-
-
-def _certificates(path):
-    with open(path, "rb") as f:
-        found = certificates(f.read())
-    if not found:
-        raise ValueError("{}: no PEM certificate found".format(path))
-    return found
-
-
-_CERTIFICATE = re.compile(rb"-----BEGIN CERTIFICATE-----\r?\n.*?-----END CERTIFICATE-----",
-                          re.DOTALL)
-
-
-def certificates(pem):
-    """
-    :return: the L{Certificate}s of the C{CERTIFICATE} blocks in C{pem}
-        (a CA bundle, a kubeconfig's certificate authority).
-    """
-    return [Certificate.loadPEM(match.group(0)) for match in _CERTIFICATE.finditer(pem)]
+        what = "caFile " + tls.ca_file
+        trust = pem.certificates(pem.authority(pem.read_file(tls.ca_file, what), what))
+    if tls.cert_file:
+        cert_what, key_what = "certFile " + tls.cert_file, "keyFile " + tls.key_file
+        cert_pem, key_pem, _ = pem.client_pair(pem.read_file(tls.cert_file, cert_what),
+                                               pem.read_file(tls.key_file, key_what),
+                                               cert_what, key_what)
+        client = pem.private_certificate(cert_pem, key_pem)
+    return Settings(trust, client, tls.insecure_skip_verify)
 
 
 @implementer(IOpenSSLClientConnectionCreator)

@@ -1,12 +1,14 @@
 # -*- test-case-name: tests.serve.test_bridge -*-
 """
-The one crossing from a gRPC worker thread to the reactor: run a
+The crossings from a gRPC worker thread to the reactor: run a
 Deferred-returning function there and wait for its result, like
 C{blockingCallFromThread}, but cancelling the Deferred when the gRPC caller
-cancels its call (kubelet gave up: the registry probes stop too).
+cancels its call (kubelet gave up: the registry probes stop too); and tell
+the reactor when a pull from a registry starts and ends.
 """
 
 import queue
+from contextlib import contextmanager, nullcontext
 
 from twisted.internet.defer import maybeDeferred
 from twisted.python.failure import Failure
@@ -42,3 +44,29 @@ def cancellable_caller(reactor, function):
         return result
 
     return call
+
+
+def pull_tracker(reactor, started, ended):
+    """
+    :param started: called on the reactor with a registry's name when a pull
+        from it starts.
+    :param ended: called the same way when that pull ends.
+    :return: a callable C{(registry name or None)} for worker threads,
+        returning a context manager to hold over the pull.
+    """
+
+    @contextmanager
+    def track(name):
+        reactor.callFromThread(started, name)
+        try:
+            yield
+        finally:
+            reactor.callFromThread(ended, name)
+    return lambda name: nullcontext() if name is None else track(name)
+
+
+def untracked(name):
+    """
+    A L{pull_tracker} that tells no one.
+    """
+    return nullcontext()

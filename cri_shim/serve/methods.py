@@ -1,9 +1,13 @@
-# -*- test-case-name: tests.serve.test_methods,tests.serve.test_proto_wire,tests.serve.test_image_service -*-
+# -*- test-case-name: tests.serve.test_methods,tests.serve.test_proto_wire -*-
 """
-The CRI method table: which gRPC paths the shim rewrites, which it relays as
-unary calls, and the generated protobuf modules for each API version.
+The CRI method table: every method upstream defines (k8s.io/cri-api: its
+newest release for C{runtime.v1}, its last with C{runtime.v1alpha2},
+v0.25.16, for that one) and whether the runtime streams its answers, which
+gRPC paths the shim rewrites, and the generated protobuf modules for each API
+version.
 
-Anything not listed (a server-streaming method, or a method added to CRI
+Unary methods are relayed as unary calls (with a deadline and a latency
+metric); anything else (a server-streaming method, or a method added to CRI
 after this was written) is relayed as a bidirectional stream, which carries
 every cardinality unchanged on the wire.
 """
@@ -17,16 +21,31 @@ API = {"runtime.v1": v1, "runtime.v1alpha2": v1alpha2}
 #: ImageService methods whose image names the shim rewrites.
 REWRITTEN = ("PullImage", "ImageStatus", "RemoveImage")
 
-_RUNTIME_UNARY = (
+_RUNTIME_V1ALPHA2 = (
     "Version", "RunPodSandbox", "StopPodSandbox", "RemovePodSandbox", "PodSandboxStatus",
     "ListPodSandbox", "CreateContainer", "StartContainer", "StopContainer", "RemoveContainer",
     "ListContainers", "ContainerStatus", "UpdateContainerResources", "ReopenContainerLog",
     "ExecSync", "Exec", "Attach", "PortForward", "ContainerStats", "ListContainerStats",
     "PodSandboxStats", "ListPodSandboxStats", "UpdateRuntimeConfig", "Status",
-    "CheckpointContainer", "ListMetricDescriptors", "ListPodSandboxMetrics", "RuntimeConfig",
-    "UpdatePodSandboxResources",
 )
-_IMAGE_UNARY = ("ListImages", "ImageFsInfo")
+_IMAGE = REWRITTEN + ("ListImages", "ImageFsInfo")
+
+#: ``{package: {service: (unary methods, server-streaming methods)}}``.
+METHODS = {
+    "runtime.v1": {
+        "RuntimeService": (
+            _RUNTIME_V1ALPHA2 + (
+                "CheckpointContainer", "CheckpointPod", "RestorePod", "ListMetricDescriptors",
+                "ListPodSandboxMetrics", "RuntimeConfig", "UpdatePodSandboxResources"),
+            ("GetContainerEvents", "StreamPodSandboxes", "StreamContainers",
+             "StreamContainerStats", "StreamPodSandboxStats", "StreamPodSandboxMetrics")),
+        "ImageService": (_IMAGE, ("StreamImages",)),
+    },
+    "runtime.v1alpha2": {
+        "RuntimeService": (_RUNTIME_V1ALPHA2, ()),
+        "ImageService": (_IMAGE, ()),
+    },
+}
 
 
 def path(package, service, method):
@@ -36,8 +55,16 @@ def path(package, service, method):
     return "/{}.{}/{}".format(package, service, method)
 
 
-#: Paths relayed as unary-unary calls (the fast path).
-UNARY = frozenset(
-    [path(package, "RuntimeService", name) for package in API for name in _RUNTIME_UNARY]
-    + [path(package, "ImageService", name) for package in API for name in _IMAGE_UNARY]
-)
+def _paths(kind):
+    return frozenset(path(package, service, name)
+                     for package, services in METHODS.items()
+                     for service, names in services.items()
+                     for name in names[kind])
+
+
+#: Paths of unary methods: relayed as unary-unary calls (the fast path)
+#: unless a rewriting handler takes them over.
+UNARY = _paths(0)
+#: Paths of server-streaming methods: relayed as streams, counted under
+#: their own names.
+STREAMING = _paths(1)

@@ -9,7 +9,7 @@ was written.
 import grpc
 
 from cri_shim.serve import methods
-from cri_shim.metrics import Metrics
+from cri_shim.metrics import Metrics, split
 from cri_shim.serve.upstream import Abort, thd_metadata, thd_timeout
 
 
@@ -29,10 +29,12 @@ class ProxyHandler(grpc.GenericRpcHandler):
         self._upstream = upstream
         self._timeout = timeout
         self._metrics = metrics or Metrics()
-        self._handlers = dict(rewriting)
-        for path in methods.UNARY:
-            self._handlers[path] = grpc.unary_unary_rpc_method_handler(
+        self._handlers = {
+            path: grpc.unary_unary_rpc_method_handler(
                 self._metrics.instrument(path, self._unary_relay(path)))
+            for path in methods.UNARY}
+        # A rewriting handler takes its method over from the plain relay.
+        self._handlers.update(rewriting)
 
     def service(self, handler_call_details):
         path = handler_call_details.method
@@ -56,9 +58,7 @@ class ProxyHandler(grpc.GenericRpcHandler):
 
     def _stream_relay(self, path):
         call = self._upstream.stream(path)
-        # Made-up method paths must not make up metric labels.
-        service, method = (path.lstrip("/").rsplit("/", 1) if path.startswith("/runtime.")
-                           and path.count("/") == 2 else ("other", "other"))
+        service, method = _labels(path)
         calls = self._metrics.calls
 
         def relay(requests, context):
@@ -76,3 +76,13 @@ class ProxyHandler(grpc.GenericRpcHandler):
                 calls.inc(service, method, code)
 
         return relay
+
+
+def _labels(path):
+    """
+    :return: the C{(service, method)} metric labels of a streamed call: its
+        own for a server-streaming CRI method (L{methods.STREAMING}),
+        C{("other", "other")} for any other path (made-up paths must not
+        make up labels).
+    """
+    return split(path) if path in methods.STREAMING else ("other", "other")

@@ -9,6 +9,7 @@ shim does not rewrite is ever parsed.
 """
 
 import grpc
+from twisted.internet.defer import CancelledError
 
 #: Message size limit, each way (the Go shim's receive limit).
 MAX_MESSAGE = 16 * 1024 * 1024
@@ -101,6 +102,43 @@ def thd_timeout(context, default):
     if remaining is None or remaining > _NO_DEADLINE:
         return default
     return remaining
+
+
+def thd_call(call, body, context, default_timeout):
+    """
+    Call the runtime with the caller's deadline (or C{default_timeout}) and
+    metadata.
+
+    :return: the runtime's raw response.
+    :raise Abort: with the runtime's status when it fails the call.
+    """
+    try:
+        return call(body, timeout=thd_timeout(context, default_timeout),
+                    metadata=thd_metadata(context))
+    except grpc.RpcError as error:
+        raise Abort.from_rpc_error(error)
+
+
+def guarded(method, log):
+    """
+    :return: a gRPC handler calling C{method(request, context)}: an
+        L{Abort} ends the call with its status, a cancelled lookup with
+        CANCELLED, anything else with INTERNAL, logged on C{log}.
+    """
+    def handler(request, context):
+        try:
+            return method(request, context)
+        except Abort as abort:
+            abort.apply(context)
+        except CancelledError:
+            # The caller cancelled the call or its deadline passed: the
+            # lookup was cancelled with it (cri_shim.serve.bridge).  Not a fault.
+            context.abort(grpc.StatusCode.CANCELLED, "cancelled by the caller")
+        except Exception:
+            log.failure("{method} failed inside the shim", method=method.__name__)
+            context.abort(grpc.StatusCode.INTERNAL,
+                          "image-cri-shim internal error; see the shim's log")
+    return handler
 
 
 def thd_metadata(context):

@@ -1,72 +1,75 @@
 # -*- test-case-name: tests.sync.test_configmap -*-
 """
-ConfigMap sync: poll the cluster-wide settings (default
-C{kube-system/image-cri-shim}, key C{registries.yaml}) over treq, merge them
-into the local config file (written atomically, mode 0600, only when it
-changes), and apply the result through the file reload.
+ConfigMap sync: follow the cluster-wide settings (default
+C{kube-system/image-cri-shim}, key C{registries.yaml}) by list and watch
+(L{cri_shim.sync.watch}), merge them into the local config, validate the
+result, and hand it to the file reloader, which writes it (atomically, mode
+0600, only when it changes) and publishes it.  A change reaches the node as
+soon as the API server has it.
 
-Each condition is logged when it starts, not on every poll: no cluster,
-no ConfigMap, no permission, an outage (retried with exponential backoff
-from C{reloadInterval} up to L{MAX_BACKOFF}), invalid content (the last good
-config keeps running).
+At steady state a node costs the API server one request per watch renewal
+(every L{WATCH_SECONDS}, jittered).  A watch that breaks is resumed from its
+C{resourceVersion} after a jittered, exponential backoff (the first within
+L{RECONNECT_SPREAD}, so that a restarted API server is not met by every node
+at once); 410 Gone lists again.  An identity that may get but not watch is
+polled instead, every C{reloadInterval} (at least L{MIN_POLL_INTERVAL}),
+jittered, which is logged once.  L{resync} (SIGHUP) lists again at once.
+
+Each condition is logged when it starts, not on every attempt: no cluster,
+no ConfigMap, no permission, an outage, invalid content (the last good
+config keeps running).  A local edit the reloader publishes is merged over
+again with the last ConfigMap seen, without asking the API server.
 """
 
-import hashlib
-import json
+import random
 
-import yaml
 from twisted.application import service
-from twisted.internet.defer import inlineCallbacks, returnValue
+from twisted.internet.defer import Deferred, DeferredList, inlineCallbacks, returnValue, succeed
 from twisted.logger import Logger
 
-from cri_shim.model import config as configuration, merge, schema
-from cri_shim.sync.atomic import write_atomically
-from cri_shim.registries.httputil import describe_failure, read_capped
+from cri_shim.model.duration import jittered
 from cri_shim.metrics import Metrics
-from cri_shim.sync.reloader import log_notices
-from cri_shim.sync.ticker import Ticker
+from cri_shim.sync.merger import Merger, Skip
+from cri_shim.sync.watch import Garbage, ObjectWatch, Refused, Unreachable
 
-#: The longest wait between polls while the API server is failing.
+#: The shortest wait between polls, when the identity may not watch: every
+#: node asks the API server, so a short C{reloadInterval} (which the
+#: ConfigMap itself may set) must not make the cluster's nodes flood it.
+MIN_POLL_INTERVAL = 10.0
+#: A watch's C{timeoutSeconds} is drawn from this range: its renewal is the
+#: one request a node sends at steady state.
+WATCH_SECONDS = (300.0, 420.0)
+#: The first reconnection after a failure comes within this many seconds
+#: (drawn at random); each failure in a row doubles it, up to L{MAX_BACKOFF}.
+RECONNECT_SPREAD = 30.0
+#: The longest wait between attempts while the API server is failing.
 MAX_BACKOFF = 300.0
-#: How long one request to the API server may take.
-REQUEST_TIMEOUT = 10.0
-#: The most of a response read (a ConfigMap holds at most 1 MiB).
-MAX_RESPONSE = 3 * 1024 * 1024
+#: A watch ended by the API server this much before its C{timeoutSeconds}
+#: counts as a failure (backed off), not a renewal.
+EARLY_END = 5.0
 
 
-class _Skip(Exception):
-    """
-    This poll ends here; C{condition} says why (logged when it changes).
-    """
-
-    def __init__(self, condition, log_format, level="info", outage=False, **fields):
-        Exception.__init__(self, condition)
-        self.condition = condition
-        self.log_format = log_format
-        self.level = level
-        self.outage = outage
-        self.fields = fields
-
-
-class ConfigMapPoller(service.Service):
+class ConfigMapSync(service.Service):
     """
     :param path: the local config file.
     :param holder: the L{cri_shim.snapshot.SnapshotHolder} (settings).
-    :param reloader: the L{cri_shim.sync.reloader.ConfigReloader} applying writes.
+    :param reloader: the L{cri_shim.sync.reloader.ConfigReloader}: it reads
+        the local file, and writes and publishes the merged config.
     :param clock: an C{IReactorTime}.
     :param discover: returns C{(cluster or None, [warnings])}; see
         L{cri_shim.sync.kube.find_cluster}.
     :param http_for: makes a treq-shaped client for a cluster.
-    :param write: writes the file (L{write_atomically}; tests pass faults).
+    :param uniform: the random source of every wait (see
+        L{cri_shim.model.duration.jittered}).
     """
 
     name = "configmap"
     log = Logger()
 
-    def __init__(self, path, holder, reloader, clock, discover, http_for,
-                 write=write_atomically, metrics=None):
+    def __init__(self, path, holder, reloader, clock, discover, http_for, metrics=None,
+                 uniform=random.random):
         self._metrics = metrics or Metrics()
-        #: When the ConfigMap was last read successfully (clock seconds).
+        #: When the API server last told the ConfigMap's state (clock seconds).
         self.last_success = None
         self.path = path
         self._holder = holder
@@ -74,47 +77,72 @@ class ConfigMapPoller(service.Service):
         self._clock = clock
         self._discover = discover
         self._http_for = http_for
-        self._write = write
+        self._uniform = uniform
         self._cluster = None
         self._http = None
-        self._condition = None
+        self._watch = None
+        self._watched = None
+        self._version = None
         self._failures = 0
-        self._merged = None
-        self._rejected = None
-        self._ticker = Ticker(self.poll, clock, "ConfigMap sync")
-        holder.subscribe(lambda snapshot: self._ticker.set_interval(self._interval()))
+        self._polling = False
+        self._interrupted = False
+        self._sleeping = None
+        self._loop = None
+        self._condition = None
+        self._merger = Merger(path, reloader, self._note, lambda: self.running, clock,
+                              self._poll_interval)
+        self._floored = None
+        self._settings = holder.current.config.configmap
+        holder.subscribe(self._published)
 
     def startService(self):
         service.Service.startService(self)
-        # The first poll starts now but never holds up serving: it runs
+        # The first list starts now but never holds up serving: it runs
         # while the gRPC server already answers from the local file.
-        self._ticker.start(self._interval(), now=True)
+        self._loop = self._run()
 
     def stopService(self):
+        """
+        :return: a Deferred that fires when the merge in progress, if any, is
+            done; it writes nothing once stopped, and the request to the API
+            server in progress is abandoned.
+        """
         service.Service.stopService(self)
-        self._ticker.stop()
+        self._interrupt()
+        self._merger.cancel()
+        return DeferredList([self._loop or succeed(None), self._merger.idle()])
 
-    def _interval(self):
-        base = self._holder.current.config.reload_interval
-        if not self._failures:
-            return base
-        return min(base * 2 ** self._failures, max(MAX_BACKOFF, base))
+    def resync(self, reason):
+        """
+        List the ConfigMap again now (SIGHUP, a change of C{configMap:}),
+        with the backoff reset; a watch in progress is dropped.
+        """
+        if not self.running:
+            return
+        self.log.info("ConfigMap sync: {reason}: listing the ConfigMap again now",
+                      reason=reason)
+        self._version = None
+        self._failures = 0
+        self._polling = False
+        self._interrupt()
 
-    @inlineCallbacks
-    def poll(self):
-        """
-        One sync: fetch, merge, write, apply.  Never fails.
-        """
-        try:
-            yield self._sync()
-        except _Skip as skip:
-            self._failures = self._failures + 1 if skip.outage else 0
-            self._note(skip.condition, skip.log_format, skip.level, skip.outage, **skip.fields)
+    def _interrupt(self):
+        self._interrupted = True
+        if self._watch is not None:
+            self._watch.abort()
+        sleeping, self._sleeping = self._sleeping, None
+        if sleeping is not None:
+            sleeping.callback(None)
+
+    def _published(self, snapshot):
+        settings = snapshot.config.configmap
+        if settings != self._settings:
+            self._settings = settings
+            self.resync("configMap settings changed")
         else:
-            self._failures = 0
-            self.last_success = self._clock.seconds()
-        self._metrics.syncs.inc(self.condition)
-        self._ticker.set_interval(self._interval())
+            # The reloader published a local edit: merge the last ConfigMap
+            # seen over it again.
+            self._merger.again()
 
     @property
     def condition(self):
@@ -124,90 +152,185 @@ class ConfigMapPoller(service.Service):
         """
         return (self._condition or "starting").split(":")[0]
 
-    def _note(self, condition, log_format, level="info", outage=False, **fields):
-        """
-        Log if the sync's condition changed to C{condition}.
-        """
-        if condition == self._condition:
-            return
-        self._condition = condition
-        if outage:
-            log_format += "; retrying in {retry:g}s, backing off up to {max_backoff:g}s"
-            fields.update(retry=self._interval(), max_backoff=MAX_BACKOFF)
-        getattr(self.log, level)(log_format, **fields)
+    # -- the API server --------------------------------------------------------
 
     @inlineCallbacks
-    def _sync(self):
+    def _run(self):
+        while self.running:
+            self._interrupted = False
+            try:
+                wait = yield self._step()
+            except Exception as e:
+                if not isinstance(e, Skip):
+                    # A bug must not end the sync: it is retried, backed off.
+                    self.log.failure("ConfigMap sync failed")
+                    e = Skip("failed", "ConfigMap sync failed", level="error", outage=True)
+                skip = e
+                if self._interrupted or not self.running:
+                    continue
+                if skip.outage:
+                    self._failures += 1
+                wait = self._backoff() if skip.outage else self._poll_interval(skip)
+                self._note(skip.condition, skip.log_format, skip.level, skip.outage,
+                           retry=wait, **skip.fields)
+            if self.running and not self._interrupted and wait != 0:
+                self._sleeping = sleeping = Deferred()
+                if wait is not None:
+                    call = self._clock.callLater(wait, self._wake, sleeping)
+                    sleeping.addBoth(lambda result: call.active() and call.cancel())
+                yield sleeping
+
+    def _wake(self, sleeping):
+        if self._sleeping is sleeping:
+            self._sleeping = None
+            sleeping.callback(None)
+
+    @inlineCallbacks
+    def _step(self):
+        """
+        One list and/or one watch.
+
+        :return: a Deferred firing with the seconds to wait before the next
+            step (C{None}: until L{resync}).
+        """
         settings = self._holder.current.config.configmap
         where = "{}/{}".format(settings.namespace, settings.name)
         if not settings.enabled:
-            raise _Skip("disabled", "ConfigMap sync is off (configMap.enabled: false)")
+            raise Skip("disabled", "ConfigMap sync is off (configMap.enabled: false)")
         cluster = self._find_cluster()
-        document = yield self._fetch(cluster, settings, where)
-        version = document["metadata"].get("resourceVersion")
-        data = document.get("data") or {}
-        if not isinstance(data, dict) or not isinstance(data.get(settings.key), str):
-            raise _Skip("no-key:" + str(version),
-                        "ConfigMap {where} has no key {key}; using the local config only",
-                        where=where, key=settings.key)
-        local = self._read_local()
-        fingerprint = (where, version, hashlib.sha256(local or b"").hexdigest())
-        if self._rejected is not None and self._rejected[0] == fingerprint:
-            # The same content was refused before: still refused, told once.
-            raise self._rejected[1]
-        if fingerprint == self._merged:
-            self._note("in-sync", "ConfigMap {where} is in sync", where=where)
+        if self._watched != (settings.namespace, settings.name):
+            self._watched = (settings.namespace, settings.name)
+            self._watch = ObjectWatch(self._http, self._clock, cluster, settings.namespace,
+                                      settings.name)
+            self._version = None
+        if self._version is None or self._polling:
+            version, document = yield self._ask(self._watch.list(), cluster, where, "get")
+            self._version = version
+            self._seen(settings, document)
+            yield self._merger.idle()
+            self._failures = 0
+            if not self.running or self._interrupted:
+                returnValue(0)
+            if self._polling:
+                returnValue(self._poll_interval())
+        timeout = WATCH_SECONDS[0] + self._uniform() * (WATCH_SECONDS[1] - WATCH_SECONDS[0])
+        started = self._clock.seconds()
+        try:
+            yield self._ask(self._watch.watch(self._version, timeout,
+                                              lambda kind, thing: self._event(settings, kind,
+                                                                              thing)),
+                            cluster, where, "watch")
+        except _Gone:
+            self._version = None
+            returnValue(0)
+        except _WatchDenied as denied:
+            self._polling = True
+            self.log.warn("ConfigMap sync: {identity} may not watch configmap {where} ({code} "
+                          "{detail}); polling it every {interval:g}s instead. Grant it 'list' "
+                          "and 'watch' on that ConfigMap (conf/rbac.yaml)",
+                          identity=cluster.identity, where=where, code=403,
+                          detail=denied.detail, interval=self._base_interval())
+            returnValue(self._poll_interval())
+        if self._clock.seconds() - started < timeout - EARLY_END:
+            self._failures += 1
+            returnValue(self._backoff())
+        self._failures = 0
+        returnValue(0)
+
+    def _event(self, settings, kind, thing):
+        self._version = thing["metadata"]["resourceVersion"]
+        self.last_success = self._clock.seconds()
+        if kind != "BOOKMARK":
+            self._seen(settings, None if kind == "DELETED" else thing)
+
+    def _seen(self, settings, document):
+        self.last_success = self._clock.seconds()
+        self._merger.offer(settings, document)
+
+    @inlineCallbacks
+    def _ask(self, request, cluster, where, verb):
+        """
+        :return: C{request}'s result, its failures told as L{Skip}.
+        """
+        try:
+            result = yield request
+        except Unreachable as e:
+            raise Skip("unreachable", "API server {server} unreachable ({reason})",
+                        level="warn", outage=True, server=cluster.server, reason=e.reason)
+        except Garbage as e:
+            raise Skip("garbage", "API server sent something that is not ConfigMap "
+                        "{where} ({reason}); the last good config keeps running",
+                        level="warn", outage=True, where=where, reason=e.reason)
+        except Refused as e:
+            if e.code == 410:
+                raise _Gone()
+            if e.code == 403 and verb == "watch":
+                raise _WatchDenied(e.detail)
+            if e.code in (401, 403):
+                raise Skip(
+                    "denied:{}".format(e.code),
+                    "ConfigMap sync: {identity} (from {source}) may not {verb} configmap "
+                    "{where}: {code} {detail}. Grant it 'get', 'list' and 'watch' on that "
+                    "ConfigMap (conf/rbac.yaml), or set configMap.enabled: false",
+                    level="error", outage=e.code == 401 and verb == "watch",
+                    identity=cluster.identity, source=cluster.source, verb=verb,
+                    where=where, code=e.code, detail=e.detail)
+            raise Skip("status:{}".format(e.code), "API server answered {code} for "
+                        "ConfigMap {where}: {detail}", level="warn", outage=True,
+                        code=e.code, where=where, detail=e.detail)
+        returnValue(result)
+
+    def _base_interval(self):
+        config = self._holder.current.config
+        return max(config.reload_interval, MIN_POLL_INTERVAL)
+
+    def _poll_interval(self, skip=None):
+        """
+        :return: the wait before the next poll (C{None} when sync is off).
+        """
+        if skip is not None and skip.condition == "disabled":
+            return None
+        config = self._holder.current.config
+        base = self._base_interval()
+        if self._polling and base > config.reload_interval:
+            if self._floored != config.reload_interval:
+                self.log.warn(
+                    "reloadInterval: {interval:g}s is too short to ask the API server that "
+                    "often; the ConfigMap is polled every {floor:g}s (the local file is "
+                    "still read every {interval:g}s)", interval=config.reload_interval,
+                    floor=MIN_POLL_INTERVAL)
+            self._floored = config.reload_interval
+        return jittered(base, self._uniform)
+
+    def _backoff(self):
+        """
+        :return: a wait drawn from [0, L{RECONNECT_SPREAD} * 2 ** (failures in
+            a row - 1)), at most L{MAX_BACKOFF}: full jitter, so that nodes
+            that lost the API server together come back apart.
+        """
+        window = RECONNECT_SPREAD * 2 ** min(max(self._failures - 1, 0), 16)
+        return self._uniform() * min(window, MAX_BACKOFF)
+
+    def _note(self, condition, log_format, level="info", outage=False, retry=None, **fields):
+        """
+        Count an attempt's outcome, C{condition}, and log it if the sync's
+        condition changed (C{log_format} C{None}: it was logged already).
+        """
+        changed = condition != self._condition
+        self._condition = condition
+        self._metrics.syncs.inc(self.condition)
+        if not changed or log_format is None:
             return
-        text = data[settings.key]
-        source = "ConfigMap {}[{}]".format(where, settings.key)
-        try:
-            cluster_settings, notices = merge.read_cluster_settings(text, source)
-            local_document = {} if local is None else yaml.safe_load(local)
-            if local_document is None:
-                # Empty or only comments: most likely caught mid-write by an
-                # editor; merging into it would lose the node's own settings.
-                raise _Skip("local-empty", "{path} holds no settings; not merging the "
-                            "ConfigMap into it", level="warn", path=self.path)
-            if not isinstance(local_document, dict):
-                raise configuration.ConfigError(["{}: not a mapping".format(self.path)])
-            merged = merge.merge(local_document, cluster_settings)
-            # Compared as YAML, not as objects: aliases stay aliases there,
-            # while == would walk every alias of a bomb in the local file.
-            new_text = merge.dump(merged)
-            if new_text == merge.dump(local_document):
-                self._merged = fingerprint
-                self._note("in-sync", "ConfigMap {where} is in sync", where=where)
-                return
-            schema.load(new_text, source=source)
-        except (configuration.ConfigError, yaml.YAMLError, RecursionError) as e:
-            if isinstance(e, RecursionError):
-                problems = ["{}: nested too deeply".format(self.path)]
-            else:
-                problems = getattr(e, "problems", None) or ["{}: invalid YAML".format(self.path)]
-            skip = _Skip("invalid:{}".format(version),
-                         "ConfigMap {where} (resourceVersion {version}) not applied; the last "
-                         "good config keeps running:\n  {problems}", level="error",
-                         where=where, version=version, problems="\n  ".join(problems))
-            self._rejected = (fingerprint, skip)
-            raise skip
-        log_notices(self.log, source, notices)
-        try:
-            self._write(self.path, new_text, mode=0o600)
-        except OSError as e:
-            raise _Skip("write-failed", "cannot write {path} ({reason}); it is unchanged and "
-                        "the running config stays as it was", level="error", path=self.path,
-                        reason=e.strerror or str(e))
-        self._merged = (where, version, hashlib.sha256(new_text).hexdigest())
-        self.log.info("ConfigMap {where} (resourceVersion {version}) merged into {path}",
-                      where=where, version=version, path=self.path)
-        self._condition = "in-sync"
-        self._reloader.reload("ConfigMap {} resourceVersion {}".format(where, version))
+        if outage:
+            log_format += "; retrying in {retry:.3g}s, backing off up to {max_backoff:g}s"
+            fields.update(retry=retry, max_backoff=MAX_BACKOFF)
+        getattr(self.log, level)(log_format, **fields)
 
     def _find_cluster(self):
         if self._cluster is None:
             cluster, warnings = self._discover()
             if cluster is None:
-                raise _Skip("no-cluster", "no Kubernetes API server found ({warnings}); using "
+                raise Skip("no-cluster", "no Kubernetes API server found ({warnings}); using "
                             "the local config only", warnings="; ".join(warnings) or
                             "no in-cluster service account or kubeconfig")
             for warning in warnings:
@@ -219,80 +342,18 @@ class ConfigMapPoller(service.Service):
             self._http = self._http_for(cluster)
         return self._cluster
 
-    @inlineCallbacks
-    def _fetch(self, cluster, settings, where):
-        url = "{}/api/v1/namespaces/{}/configmaps/{}".format(
-            cluster.server, settings.namespace, settings.name)
-        try:
-            headers = cluster.headers()
-            headers["Accept"] = ["application/json"]
-            d = self._http.get(url, headers=headers, allow_redirects=False)
-            d.addCallback(lambda response: read_capped(response, MAX_RESPONSE).addCallback(
-                lambda body: (response, body)))
-            # The body too: an answer whose body stalls must not stop the
-            # sync for good.
-            d.addTimeout(REQUEST_TIMEOUT, self._clock)
-            response, body = yield d
-        except _Skip:
-            raise
-        except Exception as e:
-            raise _Skip("unreachable", "API server {server} unreachable ({reason})",
-                        level="warn", outage=True, server=cluster.server, reason=describe_failure(e, REQUEST_TIMEOUT))
-        code = response.code
-        detail = _status_message(body)
-        if code == 404:
-            raise _Skip("not-found", "ConfigMap {where} not found ({detail}); using the "
-                        "local config only", where=where, detail=detail)
-        if code in (401, 403):
-            raise _Skip(
-                "denied:{}".format(code),
-                "ConfigMap sync: {identity} (from {source}) may not get configmap {where}: "
-                "{code} {detail}. Grant it 'get' on that ConfigMap, or set "
-                "configMap.enabled: false", level="error", identity=cluster.identity,
-                source=cluster.source, where=where, code=code, detail=detail)
-        if code != 200:
-            raise _Skip("status:{}".format(code), "API server answered {code} for "
-                        "ConfigMap {where}: {detail}", level="warn", outage=True, code=code,
-                        where=where, detail=detail)
-        try:
-            document = json.loads(body.decode("utf-8"))
-            if document.get("kind", "ConfigMap") != "ConfigMap":
-                raise ValueError("kind is {!r}".format(document.get("kind")))
-            metadata = document.get("metadata")
-            if not isinstance(metadata, dict):
-                raise ValueError("no metadata")
-            if metadata.get("name", settings.name) != settings.name:
-                raise ValueError("it is named {!r}".format(metadata.get("name")))
-        except (ValueError, AttributeError) as e:
-            raise _Skip("garbage", "API server sent something that is not ConfigMap "
-                        "{where} ({reason}); the last good config keeps running",
-                        level="warn", outage=True, where=where, reason=str(e)[:200])
-        returnValue(document)
 
-    def _read_local(self):
-        """
-        :return: the local file's bytes, or C{None} when there is none (the
-            merge then makes it).
-        """
-        try:
-            with open(self.path, "rb") as f:
-                return f.read(configuration.MAX_CONFIG_BYTES + 1)
-        except FileNotFoundError:
-            return None
-        except OSError as e:
-            raise _Skip("local-unreadable", "cannot read {path} ({reason}); not merging",
-                        level="error", path=self.path, reason=e.strerror or str(e))
-
-
-def _status_message(body):
+class _Gone(Exception):
     """
-    :return: the C{message} of a Kubernetes C{Status} body, else a short
-        excerpt.
+    410: the watch's resourceVersion is too old; list again.
     """
-    try:
-        message = json.loads(body.decode("utf-8")).get("message")
-    except (ValueError, AttributeError, UnicodeDecodeError):
-        message = None
-    if not isinstance(message, str):
-        message = body[:120].decode("utf-8", "replace")
-    return " ".join(message.split())[:300] or "(no message)"
+
+
+class _WatchDenied(Exception):
+    """
+    403 on watch: the identity may get but not watch.
+    """
+
+    def __init__(self, detail):
+        Exception.__init__(self, detail)
+        self.detail = detail

@@ -141,6 +141,10 @@ lintian_status=$?
 grep -v 'running with root privileges' "$work/lintian.log" | sed 's/^/  lintian: /'
 [ "$lintian_status" = 0 ] || fail "lintian reports errors"
 echo "  ok: lintian: no errors"
+check "lintian finds a manual page for every command" \
+  bash -c "! grep -q no-manual-page '$work/lintian.log'"
+check "the package holds man/man1/image-cri-shim-ctl.1.gz" \
+  bash -c "dpkg-deb -c '$deb' | grep -q ' ./usr/share/man/man1/image-cri-shim-ctl.1.gz$'"
 
 if [ "$mode" = build ]; then
   cp "$deb" "$outdir/"
@@ -180,6 +184,10 @@ check "the unit's Documentation= file exists" \
   test -f /usr/share/doc/image-cri-shim/README.md
 check "no dropin.cache in the package" \
   bash -c "! dpkg -L $package | grep -q dropin.cache"
+check "no dev tooling or tests in the package (dev/, tests/, sandbox, demo, CRI test client)" \
+  bash -c "! dpkg -L $package | grep -qE '/(dev|tests)(/|$)|sandbox|demo|cri_client'"
+check "every wing of the shim is in the package" \
+  bash -c "for w in model serve registries sync ops testing; do dpkg -L $package | grep -q /cri_shim/\$w/__init__.py || exit 1; done"
 plugins=/usr/lib/python3/dist-packages/twisted/plugins
 check "the twisted-plugins-cache trigger rebuilt the plugin cache with image_cri_shim" \
   grep -qa image_cri_shim "$plugins/dropin.cache"

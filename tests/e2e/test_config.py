@@ -45,6 +45,7 @@ from cri_shim.testing import FakeAPIServer, make_ca, make_cert
 from tests.e2e_support import (
     ALICE, BOB, CALL_TIMEOUT, CLEAN_STOP_STATUSES, SHIM_START_TIMEOUT, SHUT_DOWN_LINE,
     ShimNode, basic_token, skip_reason)
+from tests.fault_support import patch_shim_module
 
 #: The C{reloadInterval} of the tests that wait for the timer, in seconds,
 #: and as written in the config.
@@ -172,6 +173,10 @@ class _LiveConfigCase(unittest.TestCase):
         self.secrets = [self.token, WRONG_BOB[1], basic_token(*WRONG_BOB)]
         self.node = ShimNode()
         self.addCleanup(self.node.cleanup)
+        # These tests poll the ConfigMap every INTERVAL: without the floor
+        # that keeps a cluster's nodes from flooding its API server (10 s;
+        # tests.security.test_hardening_sync checks it).
+        patch_shim_module(self.node, "cri_shim.sync.configmap", "MIN_POLL_INTERVAL", 0.0)
         directory = self.node.sandbox.directory
         home = os.path.join(directory, "home")
         os.mkdir(home)
@@ -182,7 +187,8 @@ class _LiveConfigCase(unittest.TestCase):
             "KUBERNETES_SERVICE_HOST": None,
             "KUBERNETES_SERVICE_PORT": None,
         })
-        self.apiserver = FakeAPIServer(token=self.token)
+        self.apiserver = FakeAPIServer(token=self.token, clock=reactor)
+        self.apiserver.bookmark_interval = INTERVAL
         self.server = self.serve_api(self.apiserver)
         self.write_kubeconfig(self.token)
         self.node.start_sandbox()
@@ -372,10 +378,12 @@ class _LiveConfigCase(unittest.TestCase):
     @inlineCallbacks
     def polls(self, number):
         """
-        Wait until the API server has answered C{number} more polls.
+        Wait until the API server has answered C{number} more requests or
+        sent as many bookmarks on the shim's watch (one every L{INTERVAL}):
+        the sync has been live that long.
         """
-        target = self.apiserver.requests + number
-        yield wait_until(lambda: self.apiserver.requests >= target,
+        target = self.apiserver.requests + self.apiserver.bookmarks + number
+        yield wait_until(lambda: self.apiserver.requests + self.apiserver.bookmarks >= target,
                          number * INTERVAL + 5.0,
                          lambda: "{} more ConfigMap polls".format(number))
 

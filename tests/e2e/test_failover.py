@@ -32,6 +32,7 @@ import grpc
 from twisted.logger import Logger
 from twisted.trial import unittest
 
+from cri_shim.ops import ctl
 from tests.e2e_support import ALICE, BOB, CALL_TIMEOUT, ShimNode, skip_reason
 
 #: C{probeTimeout}, in seconds.
@@ -154,6 +155,7 @@ class _FailoverTestsMixin:
             "shim: {shim}\n"
             "cri: {cri}\n"
             "admin: {admin}\n"
+            "stateDir: {state}\n"
             "address: {primary}\n"
             "auth: {alice[0]}:{alice[1]}\n"
             "registries:\n"
@@ -162,6 +164,7 @@ class _FailoverTestsMixin:
             "{extra}"
         ).format(shim=self.node.socket, cri=self.node.containerd.socket,
                  admin=os.path.join(self.node.sandbox.directory, "admin.sock"),
+                 state=self.node.state_dir,
                  primary=primary_url or self.primary.url, alice=ALICE, backup=self.backup.url,
                  bob=BOB, extra=extra)
 
@@ -338,20 +341,26 @@ class FailoverTests(_FailoverTestsMixin, unittest.SynchronousTestCase):
     def test_paused_primary(self):
         """
         A primary that is frozen (SIGSTOP: it keeps its socket and accepts
-        connections but answers nothing) is logged down by the health
-        checker after C{failureThreshold} checks, as having given no answer
-        within the check timeout; from then on each pull of a fresh image
-        takes under 1 s and is served by the backup.
+        connections but answers nothing) while the node is idle is not
+        noticed (an idle shim asks its registries nothing); the next pull
+        of a fresh image costs at most the probe timeout (plus slack), is
+        served by the backup, and its lookup logs the primary down, as
+        having given no answer within the probe timeout; from then on each
+        pull of a fresh image takes under 1 s and is served by the backup.
         """
         self.node.start_sandbox()
-        images = self.push_fresh(3)
+        first, *images = self.push_fresh(4)
         self.start_shim()
         self.wait_for_transition(self.primary.host, "up")
         self.wait_for_transition(self.backup.host, "up")
 
         self.primary.pause()
+        image_id, took = self.pull(first[0])
+        self.report("first pull with the primary paused", took)
+        self.assertEqual(image_id, first[2].config_digest)
+        self.assertLess(took, PROBE_TIMEOUT + 1.0)
         waited = self.wait_for_transition(self.primary.host, "down")
-        self.report("primary paused -> down line", waited)
+        self.report("primary paused -> down line after that pull", waited)
         reason = _transition_pattern(self.primary.host, "up", "down").search(
             self.node.shim_log()).group(3)
         self.assertEqual(reason, "no answer within 1s")
@@ -394,6 +403,50 @@ class FailoverTests(_FailoverTestsMixin, unittest.SynchronousTestCase):
         self.assertCleanLog()
 
 
+class RecoveryTests(_FailoverTestsMixin, unittest.SynchronousTestCase):
+    """
+    When the primary is up again, the rewrites decided while it was down
+    (cached, to the backup) are dropped: pulls go back to it at once.
+    """
+
+    def test_back_to_primary_when_up(self):
+        """
+        The primary is stopped; an image looked up meanwhile goes to the
+        backup (and is cached there), and so does one looked up last, just
+        before the primary is started again.  Once the shim logs the
+        primary up, the next pulls of both images go to the primary, within
+        1 s of that line.
+        """
+        self.node.start_sandbox()
+        early, late = self.push_fresh(2)
+        self.start_shim()
+        self.wait_for_transition(self.primary.host, "up")
+
+        self.primary.stop()
+        for name, _, on_backup in (early, late):
+            self.assertEqual(self.pull(name)[0], on_backup.config_digest)
+            self.remove(name)
+        self.wait_for_transition(self.primary.host, "down")
+        explained = ctl.ask(self.node.admin, "GET", "/explain?image=" + early[0])
+        self.assertIsNotNone(explained["cached"])
+
+        self.primary.start()
+        self.wait_for_transition(self.primary.host, "up", previous="down")
+        marked_up = time.monotonic()
+        for name, on_primary, _ in (early, late):
+            image_id, took = self.pull(name)
+            self.report("pull {} once the primary is up again".format(name), took)
+            self.assertEqual(image_id, on_primary.config_digest)
+        since = time.monotonic() - marked_up
+        self.report("primary up line -> both pulls served by it", since)
+        self.assertLess(since, 1.0)
+        self.assertIn("cached rewrites passed over {}, up again".format(self.primary.host),
+                      self.node.shim_log())
+        self.assertTransitions(self.primary.host,
+                               [("unknown", "up"), ("up", "down"), ("down", "up")])
+        self.assertCleanLog()
+
+
 class PullFailoverTests(_FailoverTestsMixin, unittest.SynchronousTestCase):
     """
     A pull the runtime cannot make from the chosen registry fails over to
@@ -433,6 +486,28 @@ class PullFailoverTests(_FailoverTestsMixin, unittest.SynchronousTestCase):
         self.assertTrue(reason.startswith("pull failed: "), reason)
         self.assertTransitions(self.backup.host, [("unknown", "up")])
         self.assertCleanLog()
+
+    def test_failed_pull_drops_cached_rewrite(self):
+        """
+        When a pull fails on the only registry holding the image (here its
+        config blob is gone, while its manifest still answers the lookup),
+        the rewrite to it is no longer cached after the call: the next pull
+        looks the image up again instead of going back to it for the cache's
+        whole time-to-live.
+        """
+        self.node.start_sandbox()
+        image = self.primary.push_image("library/broken", "1", content=b"broken")
+        digest = image.config_digest.split(":", 1)[1]
+        os.remove(os.path.join(self.primary.directory, "data", "docker", "registry", "v2",
+                               "blobs", "sha256", digest[:2], digest, "data"))
+        self.start_shim()
+        with self.assertRaises(grpc.RpcError):
+            self.pull("broken:1")
+        log = self.node.shim_log()
+        self.assertRegex(log, r"PullImage broken:1 from {} failed".format(
+            re.escape(self.primary.host)))
+        explained = ctl.ask(self.node.admin, "GET", "/explain?image=broken:1")
+        self.assertIsNone(explained["cached"], log)
 
     def test_cached_registry_hangs_at_pull(self):
         """

@@ -31,6 +31,8 @@ NOBODY_PULL_LIMIT = 5.0
 #: How long the shim may take to reach a runtime that came up after it.
 RUNTIME_APPEARS_LIMIT = 5.0
 POLL_INTERVAL = 0.05
+#: The Go shim's view: images show under the names they were pulled by.
+REGISTRY_VIEW = "names: registry\n"
 
 
 class _NodeMixin:
@@ -129,11 +131,12 @@ class _ImageTests(_NodeMixin):
         """
         C{nginx:latest}, sent without auth, is pulled from the offline
         registry with its credentials; ImageStatus, ListImages and
-        RemoveImage then find it under the rewritten name, and RemoveImage
-        removes it from containerd.
+        RemoveImage then find it under the rewritten name (C{names:
+        registry}, the Go shim's view), and RemoveImage removes it from
+        containerd.
         """
         image = self.offline.push_image("library/nginx", "latest", content=b"offline nginx")
-        self.start()
+        self.start(extra=REGISTRY_VIEW)
         self.assertNoImage("nginx:latest")
 
         self.assertEqual(self.pull("nginx:latest").image_ref, image.config_digest)
@@ -157,11 +160,12 @@ class _ImageTests(_NodeMixin):
     def test_pull_from_second_registry(self):
         """
         An image only the C{registries:} entry holds is pulled from it, with
-        its own credentials, and stored under its host.
+        its own credentials, and stored under its host (shown so with
+        C{names: registry}).
         """
         self.offline.push_image("library/nginx", "latest", content=b"offline nginx")
         image = self.second.push_image("only/second", "v1", content=b"second only")
-        self.start()
+        self.start(extra=REGISTRY_VIEW)
 
         self.assertEqual(self.pull("only/second:v1").image_ref, image.config_digest)
 
@@ -323,10 +327,11 @@ class _ImageTests(_NodeMixin):
     def test_image_status_by_id(self):
         """
         An image ID is relayed to the runtime as is: absent before the pull,
-        present with that ID after it.
+        present with that ID after it (under the registry's name with
+        C{names: registry}).
         """
         image = self.offline.push_image("library/nginx", "latest", content=b"offline nginx")
-        self.start()
+        self.start(extra=REGISTRY_VIEW)
         self.assertNoImage(image.config_digest)
 
         self.pull("nginx")

@@ -124,17 +124,6 @@ def _wait_for(predicate, what):
         time.sleep(0.05)
 
 
-def _alive(pid):
-    """
-    Whether ``pid`` is a live process (zombies count as dead).
-    """
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"
-    except OSError:
-        return False
-
-
 class SandboxTestCase(unittest.TestCase):
     """
     Start a sandbox with registries for alice, bob and anonymous users.
@@ -359,7 +348,7 @@ class FaultTests(SandboxTestCase):
         old_pid = self.containerd.process.pid
         self.containerd.restart()
         self.assertNotEqual(self.containerd.process.pid, old_pid)
-        self.assertFalse(_alive(old_pid))
+        self.assertFalse(sandbox.alive(old_pid))
         self.assertIn(first.reference(), self.containerd.ctr("images", "ls", "-q"))
         second = self.alice.push_image("library/nginx", "b", content=b"second\n")
         self.pull(second, ALICE)
@@ -409,7 +398,7 @@ class FaultTests(SandboxTestCase):
         started = time.monotonic()
         self.alice.stop()
         self.assertLess(time.monotonic() - started, sandbox.STOP_TIMEOUT)
-        self.assertFalse(_alive(pid))
+        self.assertFalse(sandbox.alive(pid))
         self.alice.stop()
 
     def test_stop_kills_shims(self):
@@ -438,7 +427,7 @@ class FaultTests(SandboxTestCase):
         pids = self.containerd.shim_pids()
         self.containerd.stop()
         self.assertEqual(shim.wait(WAIT), -signal.SIGKILL)
-        self.assertEqual([pid for pid in pids if _alive(pid)], [])
+        self.assertEqual([pid for pid in pids if sandbox.alive(pid)], [])
         self.assertIsNone(other.poll())
 
 
@@ -462,7 +451,7 @@ class LifecycleTests(unittest.TestCase):
             )
             pids = [box.containerd.process.pid, box.registries[0].process.pid]
         self.assertFalse(os.path.exists(box.directory))
-        self.assertEqual([pid for pid in pids if _alive(pid)], [])
+        self.assertEqual([pid for pid in pids if sandbox.alive(pid)], [])
         self.assertFalse(box.containerd.running)
         box.cleanup()
 
@@ -561,6 +550,6 @@ class LifecycleTests(unittest.TestCase):
         directory, *pids = json.loads(parent.stdout.readline())
         self.addCleanup(sandbox._remove_tree, directory)
         parent.stdout.close()
-        self.assertTrue(all(_alive(pid) for pid in pids))
+        self.assertTrue(all(sandbox.alive(pid) for pid in pids))
         parent.kill()
-        _wait_for(lambda: not any(_alive(pid) for pid in pids), "orphans to die")
+        _wait_for(lambda: not any(sandbox.alive(pid) for pid in pids), "orphans to die")

@@ -553,6 +553,9 @@ class DurationKeyTests(SynchronousTestCase):
             for value, expected in [("90s", 90.0), ("1m30s", 90.0), ("'2h'", 7200.0),
                                     ("250ms", 0.25), ("0", default), ("0s", default),
                                     ("'0'", default), ("-5s", default), ("~", default)]:
+                if key == "reloadInterval" and expected < schema.MIN_RELOAD_INTERVAL:
+                    # Raised to its floor, with a warning (issue 12, #5).
+                    expected = schema.MIN_RELOAD_INTERVAL
                 got = self._value(template, path, value)
                 if got != expected:
                     wrong.append((key, value, got, expected))
@@ -585,11 +588,13 @@ class DurationKeyTests(SynchronousTestCase):
 
     def test_reload_interval_minimum(self):
         """
-        A C{reloadInterval} below a millisecond would spin: an error.
+        A C{reloadInterval} below a millisecond would spin: an error; one
+        below the floor (1 s) is raised to it.
         """
         self.assertEqual(_problems("reloadInterval: 1us"),
                          ["reloadInterval: must be at least 1ms, got '1us'"])
-        self.assertEqual(_config("reloadInterval: 1ms").reload_interval, 0.001)
+        self.assertEqual(_config("reloadInterval: 1ms").reload_interval,
+                         schema.MIN_RELOAD_INTERVAL)
 
 
 class PriorityTests(SynchronousTestCase):
@@ -984,6 +989,32 @@ class RegistryEntryTests(SynchronousTestCase):
         self.assertIs(loaded.registry_for(parse("nginx")), _by_name(loaded, "docker.io"))
         self.assertIsNone(loaded.registry_for(parse("quay.io/a/b")))
         self.assertIsNone(loaded.registry_for(parse("sealos.hub/a/b")))
+
+    def test_registry_for_longest_prefix(self):
+        """
+        Of two registries on one host, a name goes to the one with the
+        longest prefix its path lies under, whatever their priorities;
+        a path under no prefix goes to the first on the host.
+        """
+        loaded = _config("""
+            address: http://harbor.example
+            auth: admin:admin-pw
+            registries:
+              - address: http://harbor.example/b
+                auth: bob:bob-pw
+              - address: http://harbor.example/b/deep
+                auth: deep:deep-pw
+              - address: http://other.example/c
+            """)
+        for name, expected in [
+                ("harbor.example/b/app:1", "harbor.example/b"),
+                ("harbor.example/b:1", "harbor.example/b"),
+                ("harbor.example/b/deep/app:1", "harbor.example/b/deep"),
+                ("harbor.example/b/deeper/app:1", "harbor.example/b"),
+                ("harbor.example/c/x:1", "harbor.example"),
+                ("harbor.example/bb/x:1", "harbor.example"),
+                ("other.example/d/x:1", "other.example/c")]:
+            self.assertEqual(loaded.registry_for(parse(name)).name, expected, name)
 
 
 class CacheTests(SynchronousTestCase):
@@ -1417,6 +1448,76 @@ class SecretTests(SynchronousTestCase):
         self.assertTrue(problems[0].startswith("address: "), problems)
         self.assertIn("user information is not allowed", problems[0])
         self.assertNotIn("distinctive", problems[0])
+
+
+class AdminTests(SynchronousTestCase):
+    """
+    The C{admin} and C{adminTokenFile} keys.
+    """
+
+    def test_token_file(self):
+        """
+        C{adminTokenFile} is an absolute path, C{""} when not given; with a
+        TCP address it gives no notice.
+        """
+        self.assertEqual(_config("force: true").admin_token_file, "")
+        loaded, notices = _load("admin: 127.0.0.1:9100\nadminTokenFile: /etc/ics/token\n")
+        self.assertEqual((loaded.admin, loaded.admin_token_file),
+                         ("127.0.0.1:9100", "/etc/ics/token"))
+        self.assertEqual(notices, [])
+
+    def test_token_file_relative(self):
+        """
+        A relative path is a problem naming the key.
+        """
+        self.assertEqual(_problems("admin: 127.0.0.1:9100\nadminTokenFile: token\n"),
+                         ["adminTokenFile: expected an absolute path, got 'token'"])
+
+    def test_token_file_without_tcp(self):
+        """
+        With the admin endpoint on a UNIX socket, or off, the token file is
+        of no use: a warning says so.
+        """
+        for admin in ("/run/x/admin.sock", "false"):
+            self.assertEqual(
+                _notices("admin: {}\nadminTokenFile: /etc/ics/token\n".format(admin)),
+                [("warn", "adminTokenFile: the admin endpoint is not on TCP; ignored")],
+                admin)
+        self.assertEqual(_notices("adminTokenFile: /etc/ics/token\n"),
+                         [("warn", "adminTokenFile: the admin endpoint is not on TCP; "
+                           "ignored")])
+
+
+class NamesTests(SynchronousTestCase):
+    """
+    The C{names} and C{stateDir} keys.
+    """
+
+    def test_defaults(self):
+        """
+        Images show under their requested names, remembered under
+        C{/var/lib/image-cri-shim}.
+        """
+        loaded = _config("force: true")
+        self.assertEqual((loaded.names, loaded.state_dir),
+                         ("requested", "/var/lib/image-cri-shim"))
+
+    def test_values(self):
+        """
+        C{names} is C{requested} or C{registry}, in any case; C{stateDir} an
+        absolute path.
+        """
+        loaded = _config("names: Registry\nstateDir: /srv/ics\n")
+        self.assertEqual((loaded.names, loaded.state_dir), ("registry", "/srv/ics"))
+        self.assertEqual(_config("names: requested").names, "requested")
+
+    def test_problems(self):
+        """
+        Anything else is a problem naming the key.
+        """
+        self.assertEqual(_problems("names: mirror\nstateDir: state\n"), [
+            "names: expected requested or registry, got 'mirror'",
+            "stateDir: must be an absolute path, got 'state'"])
 
 
 class DetectCriTests(SynchronousTestCase):

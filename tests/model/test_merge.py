@@ -29,7 +29,7 @@ cache:
 
 def merged_config(local, cluster):
     settings, _ = read_cluster_settings(cluster)
-    document = merge(yaml.safe_load(local) if local else {}, settings)
+    document, _ = merge(yaml.safe_load(local) if local else {}, settings)
     return document, schema.load(dump(document))[0]
 
 
@@ -55,7 +55,7 @@ class GoShimCaseTests(SynchronousTestCase):
         """
         local = {"address": "https://keep.example", "auth": "keep:keep"}
         settings, _ = read_cluster_settings(b"")
-        self.assertEqual(merge(local, settings), local)
+        self.assertEqual(merge(local, settings), (local, []))
 
     def test_seeded_with_sockets(self):
         """
@@ -105,7 +105,7 @@ class FixedRulesTests(SynchronousTestCase):
         local = {"registries": [{"address": "https://m.example"}], "reloadInterval": "7s",
                  "debug": True}
         settings, _ = read_cluster_settings(b"sealos: {address: http://sealos.hub:5000}\n")
-        merged = merge(local, settings)
+        merged, _ = merge(local, settings)
         self.assertEqual(merged["registries"], local["registries"])
         self.assertEqual(merged["reloadInterval"], "7s")
         self.assertIs(merged["debug"], True)
@@ -116,7 +116,7 @@ class FixedRulesTests(SynchronousTestCase):
         """
         settings, _ = read_cluster_settings(
             b'sealos: {address: http://h.example, auth: {username: " u ", password: " p:a:s "}}')
-        document = merge({}, settings)
+        document, _ = merge({}, settings)
         self.assertEqual(document["auth"], "u: p:a:s ")
         cfg = schema.load(dump(document))[0]
         self.assertEqual(cfg.offline.credentials.password.reveal(), " p:a:s ")
@@ -128,7 +128,7 @@ class FixedRulesTests(SynchronousTestCase):
         """
         local = {"sync": "legacy", "ReloadInterval": "30s", "image": "x"}
         settings, _ = read_cluster_settings(b"reloadInterval: 5s\n")
-        self.assertEqual(merge(local, settings),
+        self.assertEqual(merge(local, settings)[0],
                          {"sync": "legacy", "ReloadInterval": "5s", "image": "x"})
 
     def test_registry_local_keys_kept(self):
@@ -140,7 +140,7 @@ class FixedRulesTests(SynchronousTestCase):
         local = {"registries": [{"address": "https://m.example", "auth": "old:pw",
                                  "priority": 700, "caFile": "/etc/ca.pem"}]}
         settings, _ = read_cluster_settings(b"registries: [{address: https://m.example}]\n")
-        self.assertEqual(merge(local, settings)["registries"],
+        self.assertEqual(merge(local, settings)[0]["registries"],
                          [{"caFile": "/etc/ca.pem", "address": "https://m.example"}])
 
     def test_input_untouched(self):

@@ -17,10 +17,6 @@ registries:
   auth: {username: ' u '}
   priority: 10
   mirrorOf: [docker.io]
-  insecureSkipVerify: true
-  caFile: /ca.pem
-  certFile: /c.pem
-  keyFile: /k.pem
 - {address: https://b.example, auth: {password: p}, caFile: null}
 - {address: https://c.example, auth: {username: '', password: ''}}
 offlinePriority: 5
@@ -50,9 +46,8 @@ class ReadClusterSettingsEdgeTests(SynchronousTestCase):
             "address": "http://sealos.hub:5000",
             "auth": "admin:pw",
             "registries": [
-                {"mirrorOf": ["docker.io"], "insecureSkipVerify": True, "caFile": "/ca.pem",
-                 "certFile": "/c.pem", "keyFile": "/k.pem", "address": "https://a.example",
-                 "auth": "u:", "priority": 10},
+                {"mirrorOf": ["docker.io"], "address": "https://a.example", "auth": "u:",
+                 "priority": 10},
                 {"address": "https://b.example", "auth": ":p"},
                 {"address": "https://c.example"},
             ],
@@ -117,7 +112,7 @@ class MergeEdgeTests(SynchronousTestCase):
         The local document itself is not changed.
         """
         settings, _ = read_cluster_settings(b"""
-registries: [{address: https://a.example, auth: {username: u}, caFile: /ca.pem}]
+registries: [{address: https://a.example, auth: {username: u}}]
 force: true
 debug: true
 timeout: 30s
@@ -127,9 +122,10 @@ cache: {imageCacheTTL: 1h}
                  "registries": [{"address": "https://a.example", "caFile": "/old.pem",
                                  "Auth": "old:old", "extra": 1}],
                  "Force": False}
-        self.assertEqual(merge(local, settings), {
+        merged, _ = merge(local, settings)
+        self.assertEqual(merged, {
             "version": "v1", "Cache": {"imageCacheSize": 99, "imageCacheTTL": "1h"},
-            "registries": [{"caFile": "/ca.pem", "extra": 1, "address": "https://a.example",
+            "registries": [{"caFile": "/old.pem", "extra": 1, "address": "https://a.example",
                             "auth": "u:"}],
             "Force": True, "debug": True, "timeout": "30s"})
         self.assertEqual(local["Cache"], {"imageCacheSize": 99, "imageCacheTTL": "2h"})

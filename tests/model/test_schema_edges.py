@@ -112,8 +112,8 @@ class SectionLimitTests(SynchronousTestCase):
             (b'"[::1]:9000"', "[::1]:9000", []),
             (b"localhost:9000", "localhost:9000", []),
             (b"0.0.0.0:9000", "0.0.0.0:9000", [Notice(
-                "warn", "admin: 0.0.0.0:9000 is reachable from other hosts; metrics and "
-                "registry details are served without authentication")]),
+                "warn", "admin: 0.0.0.0:9000 is reachable from other hosts; metrics are "
+                "served there without authentication")]),
         ])
         self.assertEqual([problems(b"admin: " + text) for text in (
             b"1", b'""', b"127.0.0.1:0", b"127.0.0.1:65536", b"x:abc")], [

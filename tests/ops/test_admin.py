@@ -124,6 +124,30 @@ class AdminEndpointTests(SynchronousTestCase):
         for secret in self.node.secrets():
             self.assertNotIn(secret, log)
 
+    def test_ctl_explain_for_pod(self):
+        """
+        C{explain --namespace NS --label k=v} shows the pod, which
+        restricted registries' rules match it, and decides for it; a label
+        without C{=} is refused.
+        """
+        # The last registries: entry gets the restriction.
+        self.node.write_config(self.node.config_text(extra="    namespaces: [team-a]\n"))
+        self.assertEqual(self.ctl("reload"), (0, "reloaded\n"))
+        second = self.node.second.host
+        status, text = self.ctl("explain", "nginx", "--namespace", "team-a", "--label",
+                                "tier=gpu")
+        self.assertEqual(status, 0)
+        self.assertIn("pod        namespace team-a labels tier=gpu", text)
+        self.assertRegex(text, r"rule +{} +matches +namespaces team-a podSelector \(any\)"
+                         .format(second))
+        self.assertIn(second + "/library/nginx:latest", text)
+        status, text = self.ctl("explain", "nginx")
+        self.assertIn("pod        none (as crictl or a pre-pull)", text)
+        self.assertRegex(text, r"rule +{} +no match".format(second))
+        self.assertNotIn(second + "/library/nginx:latest", text)
+        status, _ = self.ctl("explain", "nginx", "--label", "oops")
+        self.assertEqual(status, 1)
+
     def test_ctl_unreachable(self):
         """
         A shim that is not running is a clear error, exit 1.

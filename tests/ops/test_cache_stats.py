@@ -9,13 +9,14 @@ from twisted.trial.unittest import SynchronousTestCase
 from cri_shim.model import config
 from cri_shim.ops.cache_stats import CacheStatsLogger
 from cri_shim.snapshot import SnapshotHolder
+from cri_shim.testing import no_jitter
 
 
 class CacheStatsLoggerTests(SynchronousTestCase):
     def start(self, **cache):
         clock = Clock()
         holder = SnapshotHolder(config.Config(cache=config.Cache(**cache)), clock.seconds)
-        logger = CacheStatsLogger(holder, clock)
+        logger = CacheStatsLogger(holder, clock, no_jitter)
         logger.startService()
         self.addCleanup(logger.stopService)
         return clock, holder

@@ -3,12 +3,14 @@ Tests for L{cri_shim.registries.resolver}: concurrent probes walked in priority 
 caching, single flight, exclusions.
 """
 
+import attr
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.logger import LogLevel, capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 
 from cri_shim.model import config, reference, rewrite
+from cri_shim.model.selector import Pod
 from cri_shim.registries.probe import ProbeError
 from cri_shim.registries.resolver import Resolver
 from cri_shim.snapshot import SnapshotHolder
@@ -56,8 +58,11 @@ class ResolverTests(SynchronousTestCase):
         self.resolver = Resolver(self.prober)
         self.holder = SnapshotHolder(make_config(OFFLINE, MIRROR, BACKUP), self.clock.seconds)
 
-    def resolve(self, image, exclude=frozenset()):
-        return self.resolver.resolve(self.holder.current, reference.parse(image), exclude)
+    def resolve(self, image):
+        return self.resolver.resolve(self.holder.current, reference.parse(image))
+
+    def lookup(self, image, exclude=frozenset()):
+        return self.resolver.lookup(self.holder.current, reference.parse(image), exclude)
 
     def test_all_probed_at_once(self):
         """
@@ -183,7 +188,7 @@ class ResolverTests(SynchronousTestCase):
         """
         Excluded registries (a pull from them failed) are not asked.
         """
-        d = self.resolve("nginx:1", frozenset(["sealos.hub:5000"]))
+        d = self.lookup("nginx:1", frozenset(["sealos.hub:5000"]))
         self.assertEqual([name for name, _, _, _ in self.prober.calls],
                          ["mirror.example", "backup.example/proj"])
         self.prober.answer("mirror.example", True)
@@ -198,6 +203,18 @@ class ResolverTests(SynchronousTestCase):
         self.assertEqual((decision.target, decision.registry, decision.source),
                          (None, MIRROR, rewrite.CONFIGURED))
         self.assertEqual(self.prober.calls, [])
+
+    def test_lookup_does_not_decide_again(self):
+        """
+        L{Resolver.lookup} asks the registries without running
+        L{rewrite.decide_without_lookup} again: its caller decided already.
+        """
+        def decided_twice(config, ref):
+            raise AssertionError("decide_without_lookup called by the lookup")
+        self.patch(rewrite, "decide_without_lookup", decided_twice)
+        d = self.lookup("nginx:1")
+        self.prober.answer("sealos.hub:5000", True)
+        self.assertEqual(self.successResultOf(d).registry, OFFLINE)
 
     def test_no_registries(self):
         """
@@ -305,15 +322,18 @@ class LifetimeTests(SynchronousTestCase):
         self.resolver = Resolver(self.prober)
         self.holder = SnapshotHolder(make_config(OFFLINE, MIRROR), Clock().seconds)
 
-    def resolve(self, image, exclude=frozenset()):
-        return self.resolver.resolve(self.holder.current, reference.parse(image), exclude)
+    def resolve(self, image):
+        return self.resolver.resolve(self.holder.current, reference.parse(image))
+
+    def lookup(self, image, exclude=frozenset()):
+        return self.resolver.lookup(self.holder.current, reference.parse(image), exclude)
 
     def test_all_excluded(self):
         """
         A lookup with every registry excluded decides at once (nobody), and
         the caller hears of it.
         """
-        d = self.resolve("nginx:1", frozenset(["sealos.hub:5000", "mirror.example"]))
+        d = self.lookup("nginx:1", frozenset(["sealos.hub:5000", "mirror.example"]))
         decision = self.successResultOf(d)
         self.assertEqual(decision.source, rewrite.NOBODY)
         self.assertEqual(self.prober.calls, [])
@@ -335,3 +355,127 @@ class LifetimeTests(SynchronousTestCase):
         self.assertEqual(len(self.prober.calls), 4)
         self.prober.answer("sealos.hub:5000", True)
         self.assertEqual(self.successResultOf(third).registry, OFFLINE)
+
+
+class RecoveryTests(SynchronousTestCase):
+    """
+    Decisions made while a registry of higher priority than the chosen one
+    was down are forgotten when it is up again: the next pull asks it.
+    """
+
+    setUp = ResolverTests.setUp
+    resolve = ResolverTests.resolve
+
+    def test_passed_over_registry_up_again(self):
+        """
+        The primary is down: the image goes to the mirror, cached; once the
+        primary is up again the cached decision is gone, and the next
+        lookup asks the primary first.
+        """
+        self.holder.publish_down({OFFLINE.name})
+        d = self.resolve("nginx")
+        self.prober.answer(MIRROR.name, True)
+        self.assertEqual(self.successResultOf(d).registry, MIRROR)
+        key = rewrite.cache_key(reference.parse("nginx"))
+        self.assertIsNotNone(self.holder.current.cache.get(key))
+        self.holder.publish_down(set())
+        self.assertIsNone(self.holder.current.cache.get(key))
+        calls = len(self.prober.calls)
+        d = self.resolve("nginx")
+        self.assertEqual(self.prober.calls[calls][0], OFFLINE.name)
+        self.prober.answer(OFFLINE.name, True)
+        self.assertEqual(self.successResultOf(d).registry, OFFLINE)
+
+    def test_other_decisions_kept(self):
+        """
+        Decisions that passed over no down registry (the chosen one ranks
+        above it, or nothing was down) stay cached when it is up again; so
+        do those passing over a registry still down.
+        """
+        self.holder.publish_down({MIRROR.name, BACKUP.name})
+        above = self.resolve("above:1")
+        self.prober.answer(OFFLINE.name, True)
+        self.successResultOf(above)
+        self.holder.publish_down({BACKUP.name})
+        self.holder.publish_down({OFFLINE.name, BACKUP.name})
+        below = self.resolve("below:1")
+        self.prober.answer(MIRROR.name, True)
+        self.successResultOf(below)
+        self.holder.publish_down({OFFLINE.name})
+        cache = self.holder.current.cache
+        self.assertIsNotNone(cache.get(rewrite.cache_key(reference.parse("above:1"))))
+        self.assertIsNotNone(cache.get(rewrite.cache_key(reference.parse("below:1"))))
+        self.holder.publish_down(set())
+        self.assertIsNotNone(cache.get(rewrite.cache_key(reference.parse("above:1"))))
+        self.assertIsNone(cache.get(rewrite.cache_key(reference.parse("below:1"))))
+
+    def test_unreachable_during_the_lookup(self):
+        """
+        A registry that the lookup itself could not reach (it is marked down
+        by it, after the snapshot was taken) is passed over too: the
+        decision is dropped when it is up again.
+        """
+        d = self.resolve("nginx")
+        self.prober.answer(OFFLINE.name, ProbeError("refused", unreachable=True))
+        self.prober.answer(MIRROR.name, True)
+        self.assertEqual(self.successResultOf(d).registry, MIRROR)
+        self.holder.publish_down({OFFLINE.name})
+        self.holder.publish_down(set())
+        self.assertIsNone(self.holder.current.cache.get(
+            rewrite.cache_key(reference.parse("nginx"))))
+
+
+class PodScopeTests(SynchronousTestCase):
+    """
+    Lookups for pods: restricted registries asked only for the pods they
+    serve, decisions shared only between pods the rules see alike, and the
+    registries passed over named in the decision.
+    """
+
+    def setUp(self):
+        self.clock = Clock()
+        self.prober = FakeProber()
+        self.resolver = Resolver(self.prober)
+        team = attr.evolve(MIRROR, namespaces=("team-a",))
+        self.holder = SnapshotHolder(make_config(OFFLINE, team, BACKUP), self.clock.seconds)
+
+    def lookup(self, pod):
+        return self.resolver.lookup(self.holder.current, reference.parse("nginx:1"), pod=pod)
+
+    def test_restricted_asked_for_its_pods_only(self):
+        """
+        The namespace's registry is asked for its pods and not for others;
+        each scope has its own single flight and cache entry.
+        """
+        mine = self.lookup(Pod("p", "team-a"))
+        theirs = self.lookup(Pod("p", "team-b"))
+        none = self.lookup(None)
+        self.assertEqual([name for name, _, _, _ in self.prober.calls], [
+            "sealos.hub:5000", "mirror.example", "backup.example/proj",
+            "sealos.hub:5000", "backup.example/proj"])
+        for name in ("sealos.hub:5000", "sealos.hub:5000"):
+            self.prober.answer(name, False)
+        self.prober.answer("mirror.example", True)
+        self.prober.answer("backup.example/proj", True)
+        self.assertEqual(self.successResultOf(mine).registry.name, "mirror.example")
+        theirs = self.successResultOf(theirs)
+        self.assertEqual(theirs.registry.name, "backup.example/proj")
+        self.assertIs(self.successResultOf(none), theirs)
+        cache = self.holder.current.cache
+        self.assertEqual(cache.get("docker.io/library/nginx:1 for mirror.example").registry.name,
+                         "mirror.example")
+        self.assertEqual(cache.get("docker.io/library/nginx:1").registry.name,
+                         "backup.example/proj")
+
+    def test_passed_over(self):
+        """
+        A decision names the registries ranked above the one chosen that
+        could not serve: unreachable, or found down.
+        """
+        self.holder.publish_down({"sealos.hub:5000"})
+        d = self.lookup(Pod("p", "team-a"))
+        self.prober.answer("mirror.example", ProbeError("connection refused", unreachable=True))
+        self.prober.answer("backup.example/proj", True)
+        self.assertEqual(self.successResultOf(d).passed_over, (
+            ("sealos.hub:5000", "found down"),
+            ("mirror.example", "unreachable: connection refused")))

@@ -11,12 +11,12 @@ from treq.client import HTTPClient
 from twisted.internet import reactor
 from twisted.internet.ssl import Certificate, PrivateCertificate
 from twisted.trial.unittest import TestCase
-from twisted.web.client import Agent, HTTPConnectionPool
+from twisted.web.client import HTTPConnectionPool
 from twisted.web.server import Site
 
 from cri_shim.model import reference, schema
 from cri_shim.registries.probe import ProbeError, Prober
-from cri_shim.registries.tls import RegistryTLSPolicy
+from cri_shim.registries.tls import agent, registry_policy
 from cri_shim.snapshot import SnapshotHolder
 from cri_shim.testing import FakeRegistries, FakeRegistry, make_ca, make_cert
 
@@ -66,8 +66,8 @@ class RegistryTLSTests(TestCase):
         text = "registries:\n" + "".join(registries_text)
         loaded, _ = schema.load(text.encode("utf-8"))
         holder = SnapshotHolder(loaded, reactor.seconds)
-        prober = Prober(HTTPClient(Agent(reactor, contextFactory=RegistryTLSPolicy(holder),
-                                         pool=self.pool)), reactor)
+        prober = Prober(HTTPClient(agent(reactor, registry_policy(holder, reactor), self.pool)),
+                        reactor)
         results = []
 
         def one(index):

@@ -35,10 +35,11 @@ from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 from twisted.web.resource import Resource
 
 from cri_shim.model import config, reference, rewrite, schema
-from cri_shim.serve import image_service
+from cri_shim.model.names import parse_requested
 from cri_shim.ops.admin import admin_service
 from tests.e2e_support import (
-    ALICE, BOB, CALL_TIMEOUT, KUBELET_AUTH, ShimNode, basic_token, skip_reason)
+    ALICE, BOB, CALL_TIMEOUT, KUBELET_AUTH, SHIM_START_TIMEOUT, ShimNode, basic_token,
+    skip_reason)
 from tests.sync.test_configmap import CLUSTER, PollerTestMixin
 from tests.model.test_reference import _DOMAINS, _NEAR_REFERENCES, _PATHS, _references
 
@@ -236,6 +237,7 @@ def _base_lines(node, admin=None):
         "shim: {}".format(node.socket),
         "cri: {}".format(node.containerd.socket),
         "admin: {}".format(admin or node.admin),
+        "stateDir: {}".format(node.state_dir),
     ]
 
 
@@ -354,8 +356,10 @@ class ShimSocketModeTests(_E2EMixin, SynchronousTestCase):
             node.spawn_shim()
         finally:
             os.umask(previous)
-        # start_shim's wait, without spawning again.
-        deadline = time.monotonic() + 15
+        # start_shim's wait, without spawning again: until the admin endpoint
+        # answers too (node.serving), so both sockets have their final mode
+        # and the shim stops cleanly on SIGTERM.
+        deadline = time.monotonic() + SHIM_START_TIMEOUT
         while not node.serving():
             self.assertIsNone(node.process.poll(), node.shim_log())
             self.assertLess(time.monotonic(), deadline, node.shim_log())
@@ -365,10 +369,6 @@ class ShimSocketModeTests(_E2EMixin, SynchronousTestCase):
         self.assertTrue(stat.S_ISSOCK(os.lstat(node.socket).st_mode))
         self.assertEqual(_mode(node.socket), 0o660)
         self.assertEqual(_mode(os.path.dirname(node.socket)), 0o711)
-        # The admin socket comes up just after the CRI socket.
-        deadline = time.monotonic() + 10
-        while not os.path.exists(admin) and time.monotonic() < deadline:
-            time.sleep(0.02)
         self.assertEqual(_mode(admin), 0o600)
         self.assertEqual(_mode(os.path.dirname(admin)), 0o700)
 
@@ -389,7 +389,7 @@ class ShimSocketModeTests(_E2EMixin, SynchronousTestCase):
         self.assertModes(node, admin)
 
         node.stop_shim()
-        self.assertFalse(os.path.lexists(node.socket))
+        self.assertFalse(os.path.lexists(node.socket), node.shim_log())
         self.start_shim(node)
         self.assertModes(node, admin)
 
@@ -604,7 +604,7 @@ def _images_and_registries(draw):
     if draw(st.integers(0, 3)) == 0:
         host = _swap_case(draw, address.host) if address.host != "docker.io" else "docker.io"
         text = host + "/" + text.split("/", 1)[-1] if "/" in text else host + "/" + text
-    ref = image_service._parse_name(text)
+    ref = parse_requested(text)
     assume(ref is not None)
     return ref, address
 
@@ -675,7 +675,7 @@ class RewritePropertyTests(SynchronousTestCase):
         an image name it can parse) or a reference with a tag or digest
         whose lookups never raise, with any registries configured.
         """
-        ref = image_service._parse_name(text)
+        ref = parse_requested(text)
         if ref is None:
             return
         self.assertIsInstance(ref, reference.Reference)

@@ -7,7 +7,7 @@ from twisted.internet.defer import CancelledError, Deferred, fail
 from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import TestCase
 
-from cri_shim.serve.bridge import cancellable_caller
+from cri_shim.serve.bridge import cancellable_caller, pull_tracker
 
 
 class FakeContext:
@@ -72,3 +72,28 @@ def _later(value):
     d = Deferred()
     reactor.callLater(0.01, d.callback, value)
     return d
+
+
+class _CallingReactor:
+    def callFromThread(self, f, *args):
+        f(*args)
+
+
+class PullTrackerTests(TestCase):
+    def test_started_and_ended(self):
+        """
+        The reactor is told when a pull from a registry starts and when it
+        ends, even when it fails; a pull from no registry is not told.
+        """
+        told = []
+        track = pull_tracker(_CallingReactor(), lambda name: told.append(("started", name)),
+                             lambda name: told.append(("ended", name)))
+        with track("mirror.example"):
+            self.assertEqual(told, [("started", "mirror.example")])
+        with self.assertRaises(RuntimeError):
+            with track("other.example"):
+                raise RuntimeError("pull failed")
+        with track(None):
+            pass
+        self.assertEqual(told, [("started", "mirror.example"), ("ended", "mirror.example"),
+                                ("started", "other.example"), ("ended", "other.example")])

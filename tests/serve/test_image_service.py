@@ -4,21 +4,26 @@ gRPC: a client calls the shim's handlers on a UNIX socket, and they call a
 recording runtime (L{cri_shim.testing.FakeRuntime}) on another.
 """
 
+import contextlib
 import os
 import shutil
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 
+import attr
 import grpc
 from twisted.internet.task import Clock
+from twisted.logger import LogLevel, capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 
 from cri_shim.model import config, rewrite
+from cri_shim.model.selector import Pod
 from cri_shim.serve import methods
 from dev.cri_client import CRIClient
 from cri_shim.serve.grpc_server import SERVER_OPTIONS
 from cri_shim.serve.image_service import ImageService
 from cri_shim.serve.passthrough import ProxyHandler
+from cri_shim.serve.views import NameView
 from cri_shim.snapshot import SnapshotHolder
 from cri_shim.testing import FakeRuntime, registry_config
 from cri_shim.serve.upstream import CHANNEL_OPTIONS, Upstream
@@ -41,24 +46,41 @@ class ShimTestMixin:
     """
 
     package = "runtime.v1"
+    runtime_type = FakeRuntime
+
+    def make_store(self, folder):
+        """
+        :return: the names store to serve with (and the ListImages and
+            CreateContainer handlers with it), or C{None} for none.
+        """
+        return None
 
     def setUp(self):
         folder = tempfile.mkdtemp(prefix="ics-", dir="/tmp")
         self.addCleanup(shutil.rmtree, folder, True)
-        self.runtime = FakeRuntime(os.path.join(folder, "runtime.sock"), self.package)
+        self.folder = folder
+        self.runtime = self.runtime_type(os.path.join(folder, "runtime.sock"), self.package)
         self.addCleanup(self.runtime.stop)
         self.clock = Clock()
         self.holder = SnapshotHolder(self.make_config(), self.clock.seconds)
         self.holders = {}
         self.resolved = []
         self.unreachable = []
+        self.events = []
+        self.pulls = []
         upstream = Upstream(os.path.join(folder, "runtime.sock"))
         self.addCleanup(upstream.close)
+        self.store = self.make_store(folder)
         rewriting = {}
         for package in methods.API:
-            rewriting.update(ImageService(
-                package, upstream, self.holder, self.resolve,
-                lambda name, reason: self.unreachable.append((name, reason))).handlers())
+            images = ImageService(
+                package, upstream, self.holder, self.lookup,
+                lambda name, reason: self.unreachable.append((name, reason)), store=self.store,
+                report_event=self.events.append, track_pull=self.track_pull)
+            rewriting.update(images.handlers())
+            if self.store is not None:
+                rewriting.update(NameView(package, upstream, self.holder, self.store,
+                                          images.thd_local_name).handlers())
         handler = ProxyHandler(upstream, rewriting, lambda: self.holder.current.config.timeout)
         self.server = grpc.server(ThreadPoolExecutor(8), handlers=[handler],
                                   options=SERVER_OPTIONS)
@@ -72,23 +94,32 @@ class ShimTestMixin:
         self.addCleanup(self.channel.close)
         self.api = self.client.api
 
+    @contextlib.contextmanager
+    def track_pull(self, name):
+        self.pulls.append(("started", name))
+        try:
+            yield
+        finally:
+            self.pulls.append(("ended", name))
+
     def make_config(self):
         registries = sorted([OFFLINE, MIRROR, OPEN],
                             key=lambda r: (-r.priority, not r.offline, r.name))
         return config.Config(registries=tuple(registries))
 
-    def resolve(self, context, snapshot, ref, exclude):
+    def lookup(self, context, snapshot, ref, exclude, pod=None):
         """
-        The resolver's contract, answered from C{self.holders}.
+        The resolver's lookup contract, answered from C{self.holders}.
         """
         self.resolved.append((str(ref), frozenset(exclude)))
         holding = self.holders.get(str(ref), ())
-        found = rewrite.candidates(snapshot.config, ref, exclude, snapshot.down)
+        found = rewrite.candidates(snapshot.config, ref, exclude, snapshot.down, pod)
         for candidate in found:
             if candidate.registry.name in holding:
                 decision = rewrite.Decision(ref, candidate.target, candidate.registry,
                                             rewrite.PROBE)
-                snapshot.cache.put(rewrite.cache_key(ref), decision, 60)
+                snapshot.cache.put(rewrite.cache_key(ref, rewrite.scope(snapshot.config, pod)),
+                                   decision, 60)
                 return decision
         return rewrite.Decision(ref, None, None, rewrite.NOBODY,
                                 tuple(c.registry.name for c in found))
@@ -195,6 +226,27 @@ class PullImageTestsMixin(ShimTestMixin):
         self.assertEqual(self.holder.current.cache.get("docker.io/library/nginx:1").registry,
                          MIRROR)
 
+    def test_failed_pull_forgets_cached_decision(self):
+        """
+        A pull that fails on the only registry holding the image drops the
+        cached rewrite to it, so that the next pull looks the image up again
+        instead of going back to that registry until the entry expires.
+        """
+        self.holders["docker.io/library/nginx:1"] = ["sealos.hub:5000"]
+        self.pull("nginx:1")
+        key = "docker.io/library/nginx:1"
+        self.assertEqual(self.holder.current.cache.get(key).registry, OFFLINE)
+        self.runtime.failures["sealos.hub:5000/library/nginx:1"] = (
+            grpc.StatusCode.UNKNOWN, "failed to pull and unpack image: unexpected EOF")
+        error = self.assertRaises(grpc.RpcError, self.pull, "nginx:1")
+        self.assertEqual(error.details(), "failed to pull and unpack image: unexpected EOF")
+        self.assertIsNone(self.holder.current.cache.get(key))
+        del self.runtime.failures["sealos.hub:5000/library/nginx:1"]
+        self.pull("nginx:1")
+        self.assertEqual(self.resolved, [(key, frozenset()),
+                                         (key, frozenset(["sealos.hub:5000"])),
+                                         (key, frozenset())])
+
     def test_last_error_returned(self):
         """
         When every holder fails, the last registry's error comes back
@@ -207,6 +259,25 @@ class PullImageTestsMixin(ShimTestMixin):
             grpc.StatusCode.NOT_FOUND, "second")
         error = self.assertRaises(grpc.RpcError, self.pull, "nginx:1")
         self.assertEqual((error.code(), error.details()), (grpc.StatusCode.NOT_FOUND, "second"))
+
+    def test_relayed_failure_logged(self):
+        """
+        A pull relayed unchanged that fails (a name no registry holds, or a
+        name the shim cannot parse) is logged at info with the runtime's
+        answer, debug off; kubelet's credentials are not.
+        """
+        for name in ("nosuchimage:1", "Not A Valid Name"):
+            self.runtime.failures[name] = (grpc.StatusCode.NOT_FOUND, "pull access denied")
+        with capturedLogs() as events:
+            for name in ("nosuchimage:1", "Not A Valid Name"):
+                self.assertRaises(grpc.RpcError, self.pull, name, username="kubelet",
+                                  password="kubelet-pw")
+        logged = [(event["log_level"], event["original"], event["code"], event["details"])
+                  for event in events if "original" in event]
+        self.assertEqual(logged, [
+            (LogLevel.info, name, "NOT_FOUND", "pull access denied")
+            for name in ("nosuchimage:1", "Not A Valid Name")])
+        self.assertNotIn("kubelet-pw", repr(events))
 
     def test_cached_decision(self):
         """
@@ -246,6 +317,22 @@ class PullImageTestsMixin(ShimTestMixin):
         self.pull("nginx:1")
         self.assertEqual([name for name, _ in self.unreachable], ["sealos.hub:5000"])
 
+    def test_pulls_tracked(self):
+        """
+        Each pull from a registry is told to the health checker when it
+        starts and when it ends, failed or not; a pull moved nowhere names no
+        registry (L{pull_tracker} tells no one of it).
+        """
+        self.holders["docker.io/library/nginx:1"] = ["sealos.hub:5000", "mirror.example"]
+        self.runtime.failures["sealos.hub:5000/library/nginx:1"] = (
+            grpc.StatusCode.NOT_FOUND, "manifest unknown")
+        self.pull("nginx:1")
+        self.pull("busybox:1")
+        self.assertEqual(self.pulls, [
+            ("started", "sealos.hub:5000"), ("ended", "sealos.hub:5000"),
+            ("started", "mirror.example"), ("ended", "mirror.example"), ("started", None),
+            ("ended", None)])
+
     def test_allow_upstream_off(self):
         """
         With allowUpstream off, an image no registry holds is refused with
@@ -261,6 +348,69 @@ class PullImageTestsMixin(ShimTestMixin):
         self.assertEqual(self.runtime_calls("PullImage"), [])
         self.pull("mirror.example/team/app:2")
         self.assertEqual(len(self.runtime_calls("PullImage")), 1)
+
+    def pull_for(self, image, namespace, labels=None):
+        """
+        Pull C{image} as kubelet does for a pod in C{namespace}.
+        """
+        request = self.api.PullImageRequest(image=self.api.ImageSpec(image=image))
+        request.sandbox_config.metadata.name = "web-1"
+        request.sandbox_config.metadata.namespace = namespace
+        request.sandbox_config.metadata.uid = "uid-1"
+        request.sandbox_config.labels.update(labels or {})
+        return self.client.PullImage(request, timeout=10)
+
+    def test_pod_events(self):
+        """
+        A pull for a pod that was moved, failed over or refused hands one
+        event on that pod to C{report_event}; pulls without a pod, or not
+        moved, hand none.
+        """
+        pod = Pod("web-1", "team-a", "uid-1", {"app": "web"})
+        self.holders["docker.io/library/nginx:1"] = ["sealos.hub:5000", "mirror.example"]
+        self.pull("nginx:1")
+        self.pull_for("quay.io/nobody/has:1", "team-a")
+        self.assertEqual(self.events, [])
+        self.pull_for("nginx:1", "team-a", {"app": "web"})
+        self.runtime.failures["sealos.hub:5000/library/nginx:1"] = (
+            grpc.StatusCode.UNKNOWN, "failed to resolve: dial tcp: connect: connection refused")
+        self.pull_for("nginx:1", "team-a", {"app": "web"})
+        self.holder.publish(config.Config(registries=self.holder.current.config.registries,
+                                          allow_upstream=False))
+        self.assertRaises(grpc.RpcError, self.pull_for, "quay.io/a/b:1", "team-a",
+                          {"app": "web"})
+        self.assertEqual([(event.pod, event.reason, event.message) for event in self.events], [
+            (pod, "ImageRewritten", "pulled nginx:1 from sealos.hub:5000 as "
+             "sealos.hub:5000/library/nginx:1"),
+            (pod, "RegistryFailover", "pulled nginx:1 from mirror.example as "
+             "mirror.example/library/nginx:1 (sealos.hub:5000 pull failed: connection refused)"),
+            (pod, "ImageRefused", "refused quay.io/a/b:1: no configured registry serving this "
+             "pod has it (asked: sealos.hub:5000, mirror.example, open.example) and "
+             "allowUpstream is false"),
+        ])
+
+    def test_routed_by_namespace(self):
+        """
+        A registry restricted to a namespace serves only pulls for pods
+        there, with its own login; its decision is cached for them alone.
+        """
+        team = attr.evolve(MIRROR, namespaces=("team-a",))
+        self.holder.publish(config.Config(registries=(OFFLINE, team, OPEN)))
+        self.holders["docker.io/library/app:1"] = ["mirror.example", "open.example"]
+        for pull in (lambda: self.pull_for("app:1", "team-a"),
+                     lambda: self.pull_for("app:1", "team-b"),
+                     lambda: self.pull("app:1"),
+                     lambda: self.pull_for("app:1", "team-a")):
+            pull()
+        sent = [self.api.PullImageRequest.FromString(raw)
+                for _, raw, _, _ in self.runtime_calls("PullImage")]
+        self.assertEqual([(request.image.image, request.auth.username) for request in sent], [
+            ("mirror.example/library/app:1", "mirror-user"),
+            ("open.example/library/app:1", ""),
+            ("open.example/library/app:1", ""),
+            ("mirror.example/library/app:1", "mirror-user"),
+        ])
+        self.assertEqual(len(self.resolved), 2)
 
     def test_garbage(self):
         """
@@ -411,8 +561,9 @@ class PassThroughTestsMixin(ShimTestMixin):
 
     def test_unknown_method_streams(self):
         """
-        A method this shim does not know (here a server-streaming one) is
-        relayed by path with every message.
+        A server-streaming method (C{StreamImages}: in the table for
+        runtime.v1, unknown to runtime.v1alpha2) is relayed by path with
+        every message.
         """
         call = self.channel.unary_stream(methods.path(self.package, "ImageService",
                                                       "StreamImages"))

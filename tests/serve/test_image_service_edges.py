@@ -26,17 +26,17 @@ class ImageServiceEdgeTests(ShimTestMixin, SynchronousTestCase):
     The shim's ImageService handlers in front of a L{cri_shim.testing.FakeRuntime}.
     """
 
-    resolve_error = None
+    lookup_error = None
 
     def setUp(self):
         self.metrics = Metrics()
         self.patch(image_service, "Metrics", lambda: self.metrics)
         ShimTestMixin.setUp(self)
 
-    def resolve(self, context, snapshot, ref, exclude):
-        if self.resolve_error is not None:
-            raise self.resolve_error
-        return ShimTestMixin.resolve(self, context, snapshot, ref, exclude)
+    def lookup(self, *args):
+        if self.lookup_error is not None:
+            raise self.lookup_error
+        return ShimTestMixin.lookup(self, *args)
 
     def counted(self):
         return {(labels["action"], labels["outcome"], labels["registry"]): value
@@ -95,13 +95,13 @@ class ImageServiceEdgeTests(ShimTestMixin, SynchronousTestCase):
         (where it is logged); a lookup cancelled with the call answers
         CANCELLED.
         """
-        self.resolve_error = RuntimeError("bug")
+        self.lookup_error = RuntimeError("bug")
         error = self.assertRaises(grpc.RpcError, self.pull, "nginx:1")
         self.assertEqual((error.code(), error.details()),
                          (grpc.StatusCode.INTERNAL,
                           "image-cri-shim internal error; see the shim's log"))
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
-        self.resolve_error = CancelledError()
+        self.lookup_error = CancelledError()
         error = self.assertRaises(grpc.RpcError, self.pull, "nginx:1")
         self.assertEqual((error.code(), error.details()),
                          (grpc.StatusCode.CANCELLED, "cancelled by the caller"))

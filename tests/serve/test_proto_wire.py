@@ -13,7 +13,10 @@ found by scanning the binary for gzip streams.
 
 The upstream copy may be older than ours (containerd 1.6.20 vendors
 k8s.io/cri-api v0.25), so our definitions may carry newer fields, but never
-fewer, and nothing that both sides define may differ.
+fewer, and nothing that both sides define may differ.  So they are also held
+against the C{api.proto} of the newest k8s.io/cri-api release (and, for
+v1alpha2, of its last release), which C{make tools} leaves in the Go module
+cache (L{dev.cri_api}): there, everything we define must be upstream too.
 
 The module also checks that code generated from our definitions keeps
 unknown fields across a parse, modify, serialize cycle (the shim relies on
@@ -25,11 +28,12 @@ import importlib.util
 import os
 import shutil
 import subprocess
-import sys
 import zlib
 
 from google.protobuf import descriptor_pb2
 from twisted.trial import unittest
+
+from dev import cri_api
 
 _FDP = descriptor_pb2.FieldDescriptorProto
 
@@ -53,7 +57,8 @@ MAX_INFLATED = 16 << 20
 
 # What we define beyond k8s.io/cri-api v0.25 (the version containerd 1.6
 # vendors).  Anything else of ours that upstream lacks is treated as a typo.
-# v1alpha2 was frozen at v0.25, so it must match exactly.
+# v1alpha2 was frozen at v0.25, so it must match exactly.  These names are
+# checked against the newest cri-api by NewestCriApiTests.
 NEWER_THAN_CRI_API_0_25 = {
     "runtime.v1": {
         "RuntimeHandler",
@@ -90,14 +95,10 @@ def _protoc_argv():
 
     @raise unittest.SkipTest: if there is neither.
     """
-    try:
-        import grpc_tools.protoc  # noqa: F401
-    except ImportError:
-        path = shutil.which("protoc")
-        if path is None:
-            raise unittest.SkipTest("neither grpc_tools nor protoc is available")
-        return [path]
-    return [sys.executable, "-m", "grpc_tools.protoc"]
+    argv = cri_api.protoc_argv()
+    if argv is None:
+        raise unittest.SkipTest("neither grpc_tools nor protoc is available")
+    return argv
 
 
 def _run_protoc(argv, out_flags):
@@ -314,7 +315,49 @@ def _compare(ours, theirs):
     return problems, extras, compared
 
 
-class WireContractTests(unittest.TestCase):
+class _ContractMixin:
+    """
+    Compiles ours and compares it with an upstream descriptor.
+    """
+
+    def ours(self):
+        """
+        Compile our .proto files to a descriptor set.
+
+        @return: C{dict} mapping package name to our C{FileDescriptorProto}.
+        """
+        out = self.mktemp() + ".pb"
+        error = _run_protoc(_protoc_argv(), ["--descriptor_set_out=" + out])
+        if error is not None:
+            self.fail(error)
+        fds = descriptor_pb2.FileDescriptorSet()
+        with open(out, "rb") as f:
+            fds.ParseFromString(f.read())
+        return {fdp.package: fdp for fdp in fds.file}
+
+    def assertAgrees(self, package, theirs, source):
+        """
+        Assert that our C{package} agrees with the upstream descriptor
+        C{theirs} (from C{source}) on everything both define, lacks none of
+        its fields, and that the messages and services everything hinges on
+        were compared.
+
+        @return: the names we define that C{theirs} lacks.
+        """
+        problems, extras, compared = _compare(self.ours()[package], theirs)
+        if problems:
+            self.fail("%s differs from %s:\n  %s"
+                      % (PROTO_FILES[package], source, "\n  ".join(problems)))
+        missed = [n for n in MUST_COMPARE + ("ImageService", "RuntimeService")
+                  if n not in compared]
+        self.assertEqual(
+            missed, [],
+            "%s: these were not found on both sides, so nothing was "
+            "checked for them" % (package,))
+        return extras
+
+
+class WireContractTests(_ContractMixin, unittest.TestCase):
     """
     Our CRI definitions agree with the descriptors linked into containerd.
     """
@@ -340,37 +383,12 @@ class WireContractTests(unittest.TestCase):
                 % (path, package))
         return found
 
-    def ours(self):
-        """
-        Compile our .proto files to a descriptor set.
-
-        @return: C{dict} mapping package name to our C{FileDescriptorProto}.
-        """
-        out = self.mktemp() + ".pb"
-        error = _run_protoc(_protoc_argv(), ["--descriptor_set_out=" + out])
-        if error is not None:
-            self.fail(error)
-        fds = descriptor_pb2.FileDescriptorSet()
-        with open(out, "rb") as f:
-            fds.ParseFromString(f.read())
-        return {fdp.package: fdp for fdp in fds.file}
-
     def assertMatchesUpstream(self, package):
         """
         Assert that our C{package} agrees with every upstream copy found.
         """
-        ours = self.ours()[package]
         for theirs in self.upstream(package):
-            problems, _, compared = _compare(ours, theirs)
-            if problems:
-                self.fail("%s differs from containerd's copy:\n  %s"
-                          % (PROTO_FILES[package], "\n  ".join(problems)))
-            missed = [n for n in MUST_COMPARE + ("ImageService", "RuntimeService")
-                      if n not in compared]
-            self.assertEqual(
-                missed, [],
-                "%s: these were not found on both sides, so nothing was "
-                "checked for them" % (package,))
+            self.assertAgrees(package, theirs, "containerd's copy")
 
     def test_v1MatchesUpstream(self):
         """
@@ -442,6 +460,56 @@ class WireContractTests(unittest.TestCase):
         if not checked:
             raise unittest.SkipTest(
                 "no upstream CRI descriptors of cri-api v0.25 or later found")
+
+
+class NewestCriApiTests(_ContractMixin, unittest.TestCase):
+    """
+    Our CRI definitions agree with the newest k8s.io/cri-api release that
+    ships each package, as C{make tools} pins it, and define nothing it
+    lacks.
+    """
+
+    def upstream(self, package):
+        """
+        Return the upstream descriptor of C{package} and the release it
+        comes from.
+
+        @raise unittest.SkipTest: if no pinned k8s.io/cri-api in the module
+            cache ships C{package}.
+        """
+        found = cri_api.newest(package)
+        if found is None:
+            raise unittest.SkipTest(
+                "no k8s.io/cri-api module shipping %s linked from %s (make tools)"
+                % (package, cri_api.LINKS))
+        version, path = found
+        return cri_api.descriptor(path, _protoc_argv()), "k8s.io/cri-api " + version
+
+    def assertMatchesUpstream(self, package):
+        """
+        Assert that our C{package} agrees with the newest upstream release
+        that ships it, and defines nothing that release lacks.
+        """
+        theirs, source = self.upstream(package)
+        extras = self.assertAgrees(package, theirs, source)
+        self.assertEqual(extras, [], "%s defines names %s lacks: a typo, or upstream "
+                         "removed them" % (PROTO_FILES[package], source))
+
+    def test_v1MatchesUpstream(self):
+        """
+        Every message, enum and method of runtime.v1 is in the newest
+        k8s.io/cri-api with the same field names, numbers, types, labels,
+        map-ness, enum values and method signatures; no upstream field of a
+        message we define is missing.
+        """
+        self.assertMatchesUpstream("runtime.v1")
+
+    def test_v1alpha2MatchesUpstream(self):
+        """
+        runtime.v1alpha2 matches k8s.io/cri-api v0.25.16, the last release
+        that ships it, in the same way.
+        """
+        self.assertMatchesUpstream("runtime.v1alpha2")
 
 
 def _varint(n):

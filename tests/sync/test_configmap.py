@@ -4,24 +4,32 @@ server that follows the real API's contract (L{cri_shim.testing.FakeAPIServer}
 over StubTreq), on a fake clock, writing a real file.
 """
 
+import collections
 import errno
 import os
+import random
 import shutil
 import stat
 import tempfile
 
 from treq.testing import StubTreq
 from twisted.internet.defer import Deferred
-from twisted.internet.task import Clock
 from twisted.logger import LogLevel, capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 
-from cri_shim.model import schema
-from cri_shim.sync.atomic import write_atomically
-from cri_shim.sync.configmap import MAX_BACKOFF, ConfigMapPoller
+from cri_shim.model import config, schema
+from cri_shim.files import write_atomically
+from cri_shim.sync.configfile import read_config
+from cri_shim.sync.configmap import (
+    MAX_BACKOFF,
+    RECONNECT_SPREAD,
+    WATCH_SECONDS,
+    ConfigMapSync,
+)
 from cri_shim.sync.reloader import ConfigReloader
 from cri_shim.snapshot import SnapshotHolder
-from cri_shim.testing import FakeAPIServer
+from cri_shim.testing.reactor import FakeReactor
+from cri_shim.testing import FakeAPIServer, Sequence, no_jitter
 
 LOCAL = b"""# node config
 shim: /run/shim.sock
@@ -67,12 +75,13 @@ class PollerTestMixin:
         self.path = os.path.join(folder, "image-cri-shim.yaml")
         with open(self.path, "wb") as f:
             f.write(LOCAL)
-        self.clock = Clock()
+        self.clock = FakeReactor()
         self.holder = SnapshotHolder(schema.load(LOCAL)[0], self.clock.seconds)
-        self.api = FakeAPIServer()
+        self.api = FakeAPIServer(clock=self.clock)
         self.http = StubTreq(self.api)
         self.cluster = FakeCluster(self.api.token)
         self.discovered = 0
+        self.uniform = no_jitter
 
     def discover(self):
         self.discovered += 1
@@ -80,17 +89,23 @@ class PollerTestMixin:
 
     def start(self, http=None, write=write_atomically):
         self.reloader = ConfigReloader(self.path, self.holder, self.clock, LOCAL,
-                                       handle_sighup=False)
-        self.poller = ConfigMapPoller(self.path, self.holder, self.reloader, self.clock,
-                                      self.discover, lambda cluster: http or self.http,
-                                      write=write)
+                                       handle_sighup=False, write=write, uniform=no_jitter)
+        self.poller = ConfigMapSync(self.path, self.holder, self.reloader, self.clock,
+                                    self.discover, lambda cluster: http or self.http,
+                                    uniform=self.uniform)
         self.poller.startService()
         self.addCleanup(self.poller.stopService)
         self.http.flush()
 
     def tick(self, seconds=10):
-        self.clock.advance(seconds)
+        # What the API server sent meanwhile arrives before time passes, as
+        # it would over a real connection.
         self.http.flush()
+        self.clock.advance(seconds)
+        # A request made while the answers to others are delivered (a
+        # renewed watch) is delivered by the next flush.
+        for _ in range(3):
+            self.http.flush()
 
     def local(self):
         with open(self.path, "rb") as f:
@@ -153,15 +168,25 @@ class SyncTests(PollerTestMixin, SynchronousTestCase):
 
     def test_hand_edit_of_managed_key_merged_again(self):
         """
-        A hand edit of a key the ConfigMap sets is merged over at the next
-        poll (the ConfigMap is the source of truth for what it sets).
+        A hand edit of a key the ConfigMap sets, once the file reload
+        publishes it, is merged over with the last ConfigMap seen (the
+        ConfigMap is the source of truth for what it sets), without asking
+        the API server again.
         """
         self.api.set_configmap("kube-system", "image-cri-shim", {"registries.yaml": CLUSTER})
         self.start()
+        self.reloader.startService()
+        self.addCleanup(self.reloader.stopService)
+        requests = self.api.requests
         with open(self.path, "ab") as f:
             f.write(b"auth: admin:hand-edit\n")
-        self.tick()
+        with capturedLogs() as events:
+            self.tick()
+        self.assertEqual([e["reason"] for e in events if "reloaded" in e["log_format"]],
+                         ["timer", "ConfigMap kube-system/image-cri-shim resourceVersion 101"])
         self.assertEqual(self.offline_password(), "cluster:pw")
+        self.assertNotIn(b"hand-edit", self.local())
+        self.assertEqual(self.api.requests, requests)
 
     def test_no_change_keeps_file_bytes(self):
         """
@@ -247,14 +272,17 @@ class FailureTests(PollerTestMixin, SynchronousTestCase):
 
     def test_outage_backoff(self):
         """
-        5xx: retried with exponential backoff from reloadInterval, capped,
-        logged once per outage; back to the interval when it recovers.
+        5xx: retried with exponential backoff, jittered in full (the n-th
+        retry is drawn from [0, RECONNECT_SPREAD * 2 ** (n - 1)), capped at
+        MAX_BACKOFF), logged once per outage; back to watching when it
+        recovers, and then asking nothing more.
         """
         self.api.status = 503
         events = self.events(lambda: self.start(), LogLevel.warn)
         self.assertEqual(len(events), 1)
         requests = [self.api.requests]
-        for wait in (20, 40, 80, 160, MAX_BACKOFF, MAX_BACKOFF):
+        # no_jitter draws the middle of each window.
+        for wait in (15, 30, 60, 120, MAX_BACKOFF / 2, MAX_BACKOFF / 2):
             self.tick(wait - 0.5)
             self.assertEqual(self.api.requests, requests[-1])
             self.tick(0.5)
@@ -262,10 +290,49 @@ class FailureTests(PollerTestMixin, SynchronousTestCase):
         self.assertEqual(requests, [1, 2, 3, 4, 5, 6, 7])
         self.api.status = None
         self.api.set_configmap("kube-system", "image-cri-shim", {"registries.yaml": CLUSTER})
-        self.tick(MAX_BACKOFF)
+        self.tick(MAX_BACKOFF / 2)
         self.assertEqual(self.offline_password(), "cluster:pw")
+        self.assertEqual(self.api.counts, {"get": 0, "list": 8, "watch": 1})
         self.tick(10)
         self.assertEqual(self.api.requests, 9)
+
+    def test_backoff_bounds(self):
+        """
+        The drawn waits span their whole window: from at once (the first
+        retry) to just under the window, which doubles with each failure
+        in a row from RECONNECT_SPREAD up to MAX_BACKOFF.
+        """
+        self.api.status = 503
+        self.uniform = Sequence(0.0, 0.999)
+        self.start()
+        self.tick(0)
+        self.assertEqual(self.api.requests, 2)
+        for n in range(1, 6):
+            wait = 0.999 * min(RECONNECT_SPREAD * 2 ** n, MAX_BACKOFF)
+            self.tick(wait - 0.01)
+            self.assertEqual(self.api.requests, n + 1)
+            self.tick(0.01)
+            self.assertEqual(self.api.requests, n + 2)
+
+    def test_bug_retried(self):
+        """
+        An unexpected exception in the sync is logged with its traceback and
+        retried after a backoff; the sync goes on.
+        """
+        self.api.set_configmap("kube-system", "image-cri-shim", {"registries.yaml": CLUSTER})
+        found = self.discover
+        broken = [RuntimeError("discovery bug")]
+
+        def discover():
+            if broken:
+                raise broken.pop()
+            return found()
+        self.discover = discover
+        self.start()
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+        self.assertEqual(self.poller.condition, "failed")
+        self.tick(RECONNECT_SPREAD / 2)
+        self.assertEqual(self.offline_password(), "cluster:pw")
 
     def test_timeout(self):
         """
@@ -356,3 +423,328 @@ class FailureTests(PollerTestMixin, SynchronousTestCase):
         self.api.set_configmap("kube-system", "image-cri-shim", {"registries.yaml": CLUSTER})
         self.start()
         self.assertEqual(self.local(), b"")
+
+    def test_local_file_too_large(self):
+        """
+        A local file over the size limit is not merged into (a merge of its
+        first megabyte would drop the rest): one error says it is too
+        large, as the reloader and the start say it; the file stays.
+        """
+        local = LOCAL + b"# " + b"x" * config.MAX_CONFIG_BYTES + b"\nforce: true\n"
+        with open(self.path, "wb") as f:
+            f.write(local)
+        self.api.set_configmap("kube-system", "image-cri-shim", {"registries.yaml": CLUSTER})
+        events = self.events(lambda: (self.start(), self.tick()), LogLevel.error)
+        self.assertEqual([e["problems"] for e in events], ["{}: larger than {} bytes".format(
+            self.path, config.MAX_CONFIG_BYTES)])
+        self.assertEqual(self.local(), local)
+        self.assertEqual(self.offline_password(), "local-pw")
+
+
+
+class MergedButInvalidTests(PollerTestMixin, SynchronousTestCase):
+    def test_never_written(self):
+        """
+        A ConfigMap whose every value has the right type (so the merge takes
+        it) but which makes the config invalid (a registry address that is
+        not one) is never written: the file stays byte for byte, the
+        running config is unchanged, one error names the key.
+        """
+        bad = CLUSTER.replace("https://mirror.example", "https://mirror example/")
+        self.api.set_configmap("kube-system", "image-cri-shim", {"registries.yaml": bad})
+        generation = self.holder.current.generation
+        with capturedLogs() as events:
+            self.start()
+            self.tick()
+        [error] = [e for e in events if e["log_level"] == LogLevel.error]
+        self.assertIn("registries[0].address", error["problems"])
+        self.assertEqual(self.local(), LOCAL)
+        self.assertEqual(self.holder.current.generation, generation)
+        self.assertEqual(self.offline_password(), "local-pw")
+        self.assertNotIn(write_atomically, self.clock.pool.calls)
+
+
+class FileWorkTests(PollerTestMixin, SynchronousTestCase):
+    """
+    The local file is read and written on the thread pool; the merged
+    content is parsed once and written once; stopping waits for the poll in
+    progress, which writes nothing once stopped.
+    """
+
+    def test_parsed_once_written_once(self):
+        """
+        A change is read, written and published; the file is not read back,
+        and the reloader's next tick finds nothing new.
+        """
+        self.api.set_configmap("kube-system", "image-cri-shim", {"registries.yaml": CLUSTER})
+        self.start()
+        self.assertEqual(self.clock.pool.calls, [read_config, write_atomically])
+        generation = self.holder.current.generation
+        self.reloader.startService()
+        self.addCleanup(self.reloader.stopService)
+        with capturedLogs() as events:
+            self.clock.advance(10)
+        self.assertEqual(self.holder.current.generation, generation)
+        self.assertFalse([e for e in events if "reloaded" in e["log_format"]])
+
+    def test_stop_during_read_writes_nothing(self):
+        """
+        Stopped while the local file is being read: the stop waits for the
+        poll, which then writes nothing.
+        """
+        self.api.set_configmap("kube-system", "image-cri-shim", {"registries.yaml": CLUSTER})
+        self.clock.pool.hold = True
+        self.start()
+        self.assertEqual(self.clock.pool.calls, [read_config])
+        stopped = self.poller.stopService()
+        self.assertNoResult(stopped)
+        self.clock.pool.deliver()
+        self.successResultOf(stopped)
+        self.assertEqual(self.clock.pool.calls, [read_config])
+        self.assertEqual(self.local(), LOCAL)
+        self.assertEqual(self.offline_password(), "local-pw")
+
+    def test_stop_waits_for_write(self):
+        """
+        Stopped while the merged file is being written: the stop fires only
+        once the write is done and applied.
+        """
+        self.api.set_configmap("kube-system", "image-cri-shim", {"registries.yaml": CLUSTER})
+        self.clock.pool.hold = True
+        self.start()
+        # The read's result: the write starts, and is in progress.
+        self.clock.pool.deliver()
+        self.assertEqual(self.clock.pool.calls, [read_config, write_atomically])
+        stopped = self.poller.stopService()
+        self.assertNoResult(stopped)
+        self.clock.pool.deliver()
+        self.successResultOf(stopped)
+        self.assertEqual(self.offline_password(), "cluster:pw")
+
+    def test_stop_abandons_request(self):
+        """
+        Stopped while the API server has not answered: the request is
+        abandoned and the stop fires at once, with no outage reported.
+        """
+        with capturedLogs() as events:
+            self.start(http=_SilentHTTP())
+            self.successResultOf(self.poller.stopService())
+        self.assertFalse([e for e in events if e["log_level"] >= LogLevel.warn])
+        self.assertEqual(self.clock.pool.calls, [])
+
+
+class WatchTests(PollerTestMixin, SynchronousTestCase):
+    """
+    The ConfigMap followed by list and watch: changes at once, one request
+    per watch renewal at steady state, 410 lists again, a broken watch is
+    resumed after a jittered backoff, 403 on watch falls back to polling,
+    SIGHUP lists again at once.
+    """
+
+    def setUp(self):
+        PollerTestMixin.setUp(self)
+        self.api.record = True
+        # reloadInterval: 1h: nothing below may come from a timer.
+        local = LOCAL.replace(b"reloadInterval: 10s", b"reloadInterval: 1h")
+        with open(self.path, "wb") as f:
+            f.write(local)
+        self.holder.publish(schema.load(local)[0])
+        self.api.set_configmap("kube-system", "image-cri-shim", {"registries.yaml": CLUSTER})
+
+    def change(self, password):
+        self.api.set_configmap("kube-system", "image-cri-shim", {
+            "registries.yaml": CLUSTER.replace("cluster:pw", password)})
+
+    def kinds(self):
+        return [kind for _, kind, _ in self.api.log]
+
+    def test_list_then_watch(self):
+        """
+        The collection is listed with a field selector on the name, then
+        watched from the list's resourceVersion, with bookmarks and a
+        timeoutSeconds drawn from WATCH_SECONDS.
+        """
+        self.uniform = Sequence(0.0)
+        self.start()
+        (_, first, listed), (_, second, watched) = self.api.log
+        self.assertEqual((first, listed), ("list", {"fieldSelector":
+                                                    "metadata.name=image-cri-shim"}))
+        self.assertEqual((second, watched), ("watch", {
+            "fieldSelector": "metadata.name=image-cri-shim", "watch": "1",
+            "allowWatchBookmarks": "true", "resourceVersion": "101",
+            "timeoutSeconds": str(int(WATCH_SECONDS[0]))}))
+
+    def test_change_applied_at_once(self):
+        """
+        A change reaches the file and the running config as soon as the API
+        server has it, whatever reloadInterval says, with no new request.
+        """
+        self.start()
+        self.change("rotated")
+        self.http.flush()
+        self.assertEqual(self.offline_password(), "rotated")
+        self.assertIn(b"rotated", self.local())
+        self.assertEqual(self.kinds(), ["list", "watch"])
+
+    def test_steady_state(self):
+        """
+        Over a day with no change a node sends one request per watch renewal:
+        no more than one per WATCH_SECONDS[0]; the last config stays.
+        """
+        self.uniform = Sequence(0.0, 0.999)
+        self.start()
+        for _ in range(24 * 60):
+            self.tick(60)
+        self.assertEqual(self.kinds()[:2], ["list", "watch"])
+        self.assertEqual(set(self.kinds()[1:]), {"watch"})
+        renewals = len(self.kinds()) - 1
+        longest = WATCH_SECONDS[0] + 0.999 * (WATCH_SECONDS[1] - WATCH_SECONDS[0])
+        self.assertEqual(renewals, 2 + int((24 * 3600 - WATCH_SECONDS[0]) // longest))
+        self.assertLessEqual(renewals, 24 * 3600 / WATCH_SECONDS[0])
+        self.assertEqual(self.offline_password(), "cluster:pw")
+
+    def test_bookmarks_keep_the_watch_resumable(self):
+        """
+        Bookmarks move the resourceVersion on while other objects change:
+        after the history is compacted, the renewal resumes from the
+        bookmark's version, with no list.
+        """
+        self.start()
+        self.api.set_configmap("kube-system", "other", {"x": "y"})
+        self.tick(self.api.bookmark_interval)
+        self.api.compact()
+        for _ in range(5):
+            self.tick(60)
+        self.assertEqual(self.kinds(), ["list", "watch", "watch"])
+        self.assertEqual(self.api.log[-1][2]["resourceVersion"], "102")
+
+    def test_gone_lists_again(self):
+        """
+        410 Gone, as an ERROR event or as an HTTP status, lists again at
+        once and watches from the new resourceVersion; a change made
+        meanwhile is applied.
+        """
+        for as_status in (False, True):
+            self.api.gone_as_status = as_status
+            self.start()
+            self.api.drop_watches()
+            self.http.flush()
+            self.change("while-away-{}".format(as_status))
+            self.api.compact()
+            self.tick(15)
+            self.assertEqual(self.kinds()[-3:], ["watch", "list", "watch"])
+            self.assertEqual(self.offline_password(), "while-away-{}".format(as_status))
+            self.poller.stopService()
+
+    def test_dropped_watch_resumed_after_backoff(self):
+        """
+        A broken watch is resumed from its resourceVersion, without a list,
+        after a wait drawn from [0, RECONNECT_SPREAD); one warning.
+        """
+        self.uniform = Sequence(0.5, 0.25)
+        self.start()
+        with capturedLogs() as events:
+            self.api.drop_watches()
+            self.http.flush()
+            self.tick(0.25 * RECONNECT_SPREAD - 0.01)
+            self.assertEqual(self.kinds(), ["list", "watch"])
+            self.tick(0.01)
+        self.assertEqual(self.kinds(), ["list", "watch", "watch"])
+        self.assertEqual(len([e for e in events if e["log_level"] == LogLevel.warn]), 1)
+
+    def test_early_end_backed_off(self):
+        """
+        A watch the API server ends well before its timeoutSeconds (a
+        server shutting down) is resumed after a backoff, not at once.
+        """
+        self.start()
+        self.tick(60)
+        self.api.end_watches()
+        self.http.flush()
+        self.assertEqual(self.kinds(), ["list", "watch"])
+        self.tick(RECONNECT_SPREAD / 2)
+        self.assertEqual(self.kinds(), ["list", "watch", "watch"])
+
+    def test_restart_spread(self):
+        """
+        200 nodes whose watches all break at once (an API server restart)
+        come back spread over RECONNECT_SPREAD: no second sees more than a
+        tenth of them.
+        """
+        nodes = 200
+        source = random.Random(13)
+        syncs = []
+        for _ in range(nodes):
+            self.uniform = source.random
+            self.start()
+            syncs.append(self.poller)
+        self.api.log[:] = []
+        self.api.drop_watches()
+        self.http.flush()
+        for _ in range(int(RECONNECT_SPREAD) + 1):
+            self.tick(1)
+        per_second = collections.Counter(int(t) for t, _, _ in self.api.log)
+        self.assertEqual(sum(per_second.values()), nodes)
+        self.assertLessEqual(max(per_second.values()), nodes / 10)
+        self.assertEqual(set(self.kinds()), {"watch"})
+
+    def test_watch_forbidden_polls(self):
+        """
+        403 on watch (get and list allowed): one warning naming the
+        identity; the ConfigMap is then listed every reloadInterval (at
+        least MIN_POLL_INTERVAL), jittered, and changes are applied.
+        """
+        self.api.watch_forbidden = True
+        local = LOCAL.replace(b"reloadInterval: 10s", b"reloadInterval: 30s")
+        with open(self.path, "wb") as f:
+            f.write(local)
+        self.holder.publish(schema.load(local)[0])
+        with capturedLogs() as events:
+            self.start()
+            self.change("polled")
+            for _ in range(3):
+                self.tick(30)
+        self.assertEqual(self.kinds(), ["list", "watch", "list", "list", "list"])
+        self.assertEqual(self.offline_password(), "polled")
+        [warning] = [e for e in events if e["log_level"] == LogLevel.warn and
+                     e["log_namespace"] == "cri_shim.sync.configmap.ConfigMapSync"]
+        self.assertIn("may not watch", warning["log_format"])
+        self.assertEqual((warning["identity"], warning["interval"]),
+                         ("service account kube-system/image-cri-shim", 30.0))
+
+    def test_deleted(self):
+        """
+        A deleted ConfigMap is noted once; the running config stays.
+        """
+        self.start()
+        with capturedLogs() as events:
+            self.api.delete_configmap("kube-system", "image-cri-shim")
+            self.http.flush()
+        self.assertEqual(self.poller.condition, "not-found")
+        self.assertEqual(len([e for e in events if "not found" in e["log_format"]]), 1)
+        self.assertEqual(self.offline_password(), "cluster:pw")
+
+    def test_sighup_lists_at_once(self):
+        """
+        SIGHUP (the reloader's hang_up) lists the ConfigMap again at once,
+        with the backoff reset, besides re-reading the file: in an outage
+        whose next retry is minutes away, the change is applied now.
+        """
+        self.api.status = 503
+        self.start()
+        for wait in (15, 30, 60):
+            self.tick(wait)
+        self.assertEqual(self.api.requests, 4)
+        self.api.status = None
+        self.change("after-sighup")
+        self.reloader.also_on_sighup(self.poller.resync)
+        self.successResultOf(self.reloader.hang_up())
+        self.http.flush()
+        self.assertEqual(self.offline_password(), "after-sighup")
+        self.assertEqual(self.kinds()[-2:], ["list", "watch"])
+        # The backoff starts from the first window again.
+        self.api.drop_watches()
+        self.http.flush()
+        self.tick(15)
+        self.assertEqual(self.kinds()[-1], "watch")
+        self.assertEqual(self.api.requests, 7)

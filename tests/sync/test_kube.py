@@ -1,5 +1,6 @@
 """
-Tests for L{cri_shim.sync.kube}: finding the API server in fake filesystem trees
+Tests for L{cri_shim.sync.kube}, L{cri_shim.sync.kubeconfig} and
+L{cri_shim.sync.cluster}: finding the API server in fake filesystem trees
 (in-cluster service account, kubeconfigs, their order), every kubeconfig
 authentication form, token rotation, secrets kept out of reprs and warnings,
 and TLS against a real HTTPS server in-process.
@@ -18,13 +19,15 @@ from twisted.internet.ssl import Certificate, PrivateCertificate, VerificationEr
 from twisted.internet.task import Clock
 from twisted.logger import Logger, formatEvent
 from twisted.trial.unittest import SynchronousTestCase, TestCase
-from twisted.web.client import Agent, HTTPConnectionPool, ResponseFailed, ResponseNeverReceived
+from twisted.web.client import HTTPConnectionPool, ResponseFailed, ResponseNeverReceived
 from twisted.web.resource import Resource
 from twisted.web.server import Site
 
-from cri_shim.sync import kube
 from cri_shim.model.config import Secret
-from cri_shim.sync.kube import BasicAuth, BearerToken, Cluster, TokenFile, find_cluster
+from cri_shim.registries.tls import agent
+from cri_shim.sync import cluster as kube_cluster
+from cri_shim.sync.cluster import BasicAuth, BearerToken, Cluster, TokenFile
+from cri_shim.sync.kube import find_cluster
 from cri_shim.testing import make_ca, make_cert
 
 TOKEN = "s3cr3t-token-value"
@@ -702,7 +705,7 @@ class TokenFileTests(TreeMixin, SynchronousTestCase):
             f.write("fresh")
         os.utime(path, ns=(status.st_atime_ns, status.st_mtime_ns))
         self.assertEqual(self.authorization(), "Bearer first")
-        self.clock.advance(kube.TOKEN_REREAD - 1)
+        self.clock.advance(kube_cluster.TOKEN_REREAD - 1)
         self.assertEqual(self.authorization(), "Bearer first")
         self.clock.advance(1)
         self.assertEqual(self.authorization(), "Bearer fresh")
@@ -856,7 +859,7 @@ class TLSTests(TestCase):
         """
         pool = HTTPConnectionPool(reactor)
         self.addCleanup(pool.closeCachedConnections)
-        http = HTTPClient(Agent(reactor, contextFactory=cluster.tls_policy(), pool=pool))
+        http = HTTPClient(agent(reactor, cluster.tls_policy(), pool))
         return http.get(cluster.server + "/api/v1/namespaces/kube-system/configmaps/x",
                         headers=cluster.headers())
 

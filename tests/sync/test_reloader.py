@@ -6,53 +6,51 @@ on SIGHUP, bad content kept out, restart-only settings held back.
 import os
 import shutil
 import signal
+import stat
 import tempfile
 
-from twisted.internet.task import Clock
 from twisted.logger import LogLevel, capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 
 from cri_shim.model import config, schema
+from cri_shim.files import write_atomically
+from cri_shim.sync.configfile import read_config
 from cri_shim.sync.reloader import ConfigReloader
 from cri_shim.snapshot import SnapshotHolder
+from cri_shim.testing import no_jitter
+from cri_shim.testing.reactor import FakeReactor
 
 GOOD = b"address: http://sealos.hub:5000\nauth: admin:one\nreloadInterval: 10s\nforce: true\n"
 
 
-class _Reactor(Clock):
-    """
-    A clock whose callFromThread runs the call at once.
-    """
-
-    def callFromThread(self, f, *args, **kwargs):
-        f(*args, **kwargs)
-
-
-class ConfigReloaderTests(SynchronousTestCase):
+class _ReloaderCase(SynchronousTestCase):
     def setUp(self):
         folder = tempfile.mkdtemp(prefix="ics-", dir="/tmp")
         self.addCleanup(shutil.rmtree, folder, True)
         self.path = os.path.join(folder, "shim.yaml")
         self.write(GOOD)
-        self.reactor = _Reactor()
+        self.reactor = FakeReactor()
         self.holder = SnapshotHolder(schema.load(GOOD)[0], self.reactor.seconds)
         self.published = []
         self.holder.subscribe(self.published.append)
 
     def start(self, handle_sighup=False):
-        reloader = ConfigReloader(self.path, self.holder, self.reactor, GOOD,
-                                  handle_sighup=handle_sighup)
-        reloader.startService()
-        self.addCleanup(reloader.stopService)
-        return reloader
+        self.reloader = ConfigReloader(self.path, self.holder, self.reactor, GOOD,
+                                       handle_sighup=handle_sighup, uniform=no_jitter)
+        self.reloader.startService()
+        self.addCleanup(self.reloader.stopService)
+        return self.reloader
 
     def write(self, text):
-        with open(self.path, "wb") as f:
+        # 0600: it holds a password (a readable one is warned about).
+        with open(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as f:
             f.write(text)
 
     def password(self):
         return self.holder.current.config.offline.credentials.password.reveal()
 
+
+class ConfigReloaderTests(_ReloaderCase):
     def test_change_published(self):
         """
         A changed file is published at the next tick; an unchanged one is
@@ -139,6 +137,19 @@ class ConfigReloaderTests(SynchronousTestCase):
         [warning] = [e for e in events if e["log_level"] == LogLevel.warn]
         self.assertEqual(warning["keys"], "shim, force")
 
+    def test_state_dir_restart_only(self):
+        """
+        A changed C{stateDir} is held back too: the names store was opened
+        there at start.
+        """
+        self.start()
+        with capturedLogs() as events:
+            self.write(GOOD + b"stateDir: /srv/elsewhere\n")
+            self.reactor.advance(10)
+        self.assertEqual(self.holder.current.config.state_dir, config.DEFAULT_STATE_DIR)
+        [warning] = [e for e in events if e["log_level"] == LogLevel.warn]
+        self.assertEqual(warning["keys"], "state_dir")
+
     def test_sighup(self):
         """
         SIGHUP reloads at once; stopping restores the previous handler.
@@ -161,3 +172,67 @@ class ConfigReloaderTests(SynchronousTestCase):
         self.reactor.advance(10)
         self.assertEqual(self.published, [])
         self.assertEqual(self.password(), "one")
+
+
+class FileWorkTests(_ReloaderCase):
+    """
+    The file is read and written on the reactor's thread pool, one
+    operation at a time, and the reloader's stop waits for the one in
+    progress.
+    """
+
+    def test_read_on_pool(self):
+        """
+        The timer's read runs on the thread pool; nothing is published
+        until it is done, and stopping waits for it.
+        """
+        reloader = self.start()
+        self.write(GOOD.replace(b"admin:one", b"admin:two"))
+        self.reactor.pool.hold = True
+        self.reactor.advance(10)
+        self.assertEqual(self.reactor.pool.calls, [read_config])
+        self.assertEqual(self.published, [])
+        stopped = reloader.stopService()
+        self.assertNoResult(stopped)
+        self.reactor.pool.deliver()
+        self.successResultOf(stopped)
+        self.assertEqual(self.password(), "two")
+
+    def test_apply_writes_and_publishes_once(self):
+        """
+        A validated change is written (mode 0600) and published without
+        reading or parsing the file again; its next tick sees no change.
+        """
+        self.start()
+        text = GOOD.replace(b"admin:one", b"admin:applied")
+        config, notices = schema.load(text)
+        with capturedLogs() as events:
+            self.successResultOf(self.reloader.apply(text, config, notices, "test"))
+            self.reactor.advance(10)
+        self.assertEqual(self.reactor.pool.calls, [write_atomically, read_config])
+        self.assertEqual(len(self.published), 1)
+        self.assertIs(self.published[0].config, config)
+        with open(self.path, "rb") as f:
+            self.assertEqual(f.read(), text)
+        self.assertEqual(stat.S_IMODE(os.stat(self.path).st_mode), 0o600)
+        self.assertEqual([e["reason"] for e in events if "reason" in e], ["test"])
+
+    def test_read_in_progress_does_not_undo_apply(self):
+        """
+        A read that started before a change is applied cannot publish what
+        it read after the change: the change waits for the read.
+        """
+        self.start()
+        self.write(GOOD.replace(b"admin:one", b"admin:hand-edit"))
+        self.reactor.pool.hold = True
+        self.reactor.advance(10)
+        text = GOOD.replace(b"admin:one", b"admin:applied")
+        applied = self.reloader.apply(text, *schema.load(text), reason="test")
+        self.assertNoResult(applied)
+        # The write's result (had it started) first, then the read's.
+        self.reactor.pool.deliver(last_first=True)
+        self.reactor.pool.deliver()
+        self.successResultOf(applied)
+        self.assertEqual(self.password(), "applied")
+        with open(self.path, "rb") as f:
+            self.assertEqual(f.read(), text)

@@ -1,0 +1,155 @@
+"""
+Tests for L{cri_shim.model.names}: plain tables.
+"""
+
+import json
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from cri_shim.model.names import NameMap, View, parse_requested
+from cri_shim.model.reference import parse
+
+HUB = "sealos.hub:5000"
+DIGEST = "sha256:" + "a" * 64
+
+
+def _map(*pairs, limit=16):
+    names = NameMap(limit)
+    for requested, stored in pairs:
+        names.record(parse(requested).with_default_tag(), parse(stored))
+    return names
+
+
+class ParseRequestedTests(SynchronousTestCase):
+    def test_table(self):
+        """
+        Names get the default tag; IDs and what does not parse are C{None}.
+        """
+        for name, expected in [
+                ("nginx", "docker.io/library/nginx:latest"),
+                ("quay.io/a/b@" + DIGEST, "quay.io/a/b@" + DIGEST),
+                (DIGEST, None), ("a" * 64, None), ("Not Valid", None), ("", None)]:
+            ref = parse_requested(name)
+            self.assertEqual(str(ref) if ref is not None else None, expected, name)
+
+
+class PresentTests(SynchronousTestCase):
+    def test_tags_and_digests(self):
+        """
+        Stored tags show as the tags they were requested by, digests in the
+        requested repositories; names never requested stay.
+        """
+        view = _map(("nginx", HUB + "/library/nginx:latest"),
+                    ("docker.io/library/nginx:stable", HUB + "/library/nginx:latest")).view()
+        shown = view.present(
+            [HUB + "/library/nginx:latest", "quay.io/x:1"],
+            [HUB + "/library/nginx@" + DIGEST, "quay.io/x@" + DIGEST])
+        self.assertEqual(shown, (
+            ["docker.io/library/nginx:latest", "docker.io/library/nginx:stable", "quay.io/x:1"],
+            ["docker.io/library/nginx@" + DIGEST, "quay.io/x@" + DIGEST]))
+
+    def test_by_digest(self):
+        """
+        An image requested by digest is kept under the digest form alone
+        (runtimes drop the tag of C{name:tag@digest}) and shows in the
+        requested repository; its tags are left alone.
+        """
+        names = _map(("nginx:1@" + DIGEST, HUB + "/library/nginx:1@" + DIGEST))
+        view = names.view()
+        self.assertEqual(view.targets, {"docker.io/library/nginx:1@" + DIGEST:
+                                        HUB + "/library/nginx@" + DIGEST})
+        self.assertEqual(view.present([HUB + "/library/nginx:2"],
+                                      [HUB + "/library/nginx@" + DIGEST]),
+                         ([HUB + "/library/nginx:2"], ["docker.io/library/nginx@" + DIGEST]))
+
+    def test_with_name(self):
+        """
+        A view with one more name shows it; the original view is unchanged.
+        """
+        view = View()
+        more = view.with_name("docker.io/library/nginx:1", HUB + "/library/nginx:1")
+        self.assertEqual(more.present([HUB + "/library/nginx:1"], []),
+                         (["docker.io/library/nginx:1"], []))
+        self.assertEqual(view.targets, {})
+        self.assertIs(more.with_name("docker.io/library/nginx:1", HUB + "/library/nginx:1"),
+                      more)
+
+
+class NameMapTests(SynchronousTestCase):
+    def test_record_changes(self):
+        """
+        Recording reports a change only when the stored name changes.
+        """
+        names = NameMap()
+        nginx, hub, other = (parse("docker.io/library/nginx:1"), parse(HUB + "/library/nginx:1"),
+                             parse("mirror.example/library/nginx:1"))
+        self.assertEqual([names.record(nginx, hub), names.record(nginx, hub),
+                          names.record(nginx, other)], [True, False, True])
+
+    def test_pull_under_own_name(self):
+        """
+        A pull under its own name drops the earlier mapping of that name;
+        it is remembered only when it is another name's stored name.
+        """
+        names = _map(("nginx:1", HUB + "/library/nginx:1"))
+        self.assertTrue(names.record(parse("nginx:1"), parse("nginx:1")))
+        self.assertEqual(names.view().targets, {})
+        self.assertFalse(names.record(parse("quay.io/x:1"), parse("quay.io/x:1")))
+        names = _map(("nginx:1", HUB + "/library/nginx:1"),
+                     (HUB + "/library/nginx:1", HUB + "/library/nginx:1"))
+        self.assertEqual(names.view().present([HUB + "/library/nginx:1"], []),
+                         (["docker.io/library/nginx:1", HUB + "/library/nginx:1"], []))
+
+    def test_bounded(self):
+        """
+        The least recently recorded names go first.
+        """
+        names = _map(("a:1", HUB + "/a:1"), ("b:1", HUB + "/b:1"), ("a:1", HUB + "/a:1"),
+                     ("c:1", HUB + "/c:1"), limit=2)
+        self.assertEqual(sorted(names.view().targets), ["docker.io/library/a:1",
+                                                        "docker.io/library/c:1"])
+
+    def test_forget(self):
+        """
+        Forgetting a name drops the entries requested as it or stored under
+        it.
+        """
+        names = _map(("a:1", HUB + "/a:1"), ("b:1", HUB + "/b:1"), ("c:1", HUB + "/c:1"))
+        self.assertTrue(names.forget(["docker.io/library/a:1", HUB + "/b:1"]))
+        self.assertFalse(names.forget(["docker.io/library/a:1"]))
+        self.assertEqual(list(names.view().targets), ["docker.io/library/c:1"])
+
+    def test_reconcile(self):
+        """
+        Entries whose stored name is gone are dropped, except those
+        recorded after the mark.
+        """
+        names = _map(("a:1", HUB + "/a:1"), ("b:1", HUB + "/b:1"))
+        mark = names.mark()
+        names.record(parse("c:1"), parse(HUB + "/c:1"))
+        self.assertEqual(names.reconcile({HUB + "/b:1"}, mark), 1)
+        self.assertEqual(sorted(names.view().targets), ["docker.io/library/b:1",
+                                                        "docker.io/library/c:1"])
+
+    def test_dump_load(self):
+        """
+        What is dumped loads back, in the same order, within the limit.
+        """
+        names = _map(("a:1", HUB + "/a:1"), ("b@" + DIGEST, HUB + "/b@" + DIGEST))
+        data = names.dump()
+        self.assertEqual(json.loads(data.decode("utf-8"))["names"], [
+            ["docker.io/library/a:1", HUB + "/a:1"],
+            ["docker.io/library/b@" + DIGEST, HUB + "/b@" + DIGEST]])
+        self.assertEqual(NameMap.load(data).dump(), data)
+        self.assertEqual(list(NameMap.load(data, limit=1).view().targets),
+                         ["docker.io/library/b@" + DIGEST])
+
+    def test_load_refuses(self):
+        """
+        Anything but a dumped document is refused with C{ValueError}.
+        """
+        for data in [b"", b"\xff", b"[]", b'{"format": 2, "names": []}',
+                     b'{"format": 1, "names": {}}', b'{"format": 1, "names": [["a"]]}',
+                     b'{"format": 1, "names": [["a", 1]]}',
+                     b'{"format": 1, "names": [["a", "Not Valid"]]}']:
+            self.assertRaises(ValueError, NameMap.load, data)
