@@ -11,9 +11,13 @@ At steady state a node costs the API server one request per watch renewal
 (every L{WATCH_SECONDS}, jittered).  A watch that breaks is resumed from its
 C{resourceVersion} after a jittered, exponential backoff (the first within
 L{RECONNECT_SPREAD}, so that a restarted API server is not met by every node
-at once); 410 Gone lists again.  An identity that may get but not watch is
-polled instead, every C{reloadInterval} (at least L{MIN_POLL_INTERVAL}),
-jittered, which is logged once.  L{resync} (SIGHUP) lists again at once.
+at once).  A C{resourceVersion} the API server says it cannot serve (410
+Gone: too old; C{ResourceVersionTooLarge}: newer than its store, as after an
+etcd restore) is dropped and the ConfigMap listed again at once, as client-go
+does; backed off if the version listed is unusable too.  An identity that
+may get but not watch is polled instead, every C{reloadInterval} (at least
+L{MIN_POLL_INTERVAL}), jittered, which is logged once.  L{resync} (SIGHUP)
+lists again at once.
 
 Each condition is logged when it starts, not on every attempt: no cluster,
 no ConfigMap, no permission, an outage, invalid content (the last good
@@ -84,6 +88,8 @@ class ConfigMapSync(service.Service):
         self._watched = None
         self._version = None
         self._failures = 0
+        # Versions found unusable in a row, with no event between them.
+        self._unusable = 0
         self._polling = False
         self._interrupted = False
         self._sleeping = None
@@ -122,7 +128,7 @@ class ConfigMapSync(service.Service):
         self.log.info("ConfigMap sync: {reason}: listing the ConfigMap again now",
                       reason=reason)
         self._version = None
-        self._failures = 0
+        self._failures = self._unusable = 0
         self._polling = False
         self._interrupt()
 
@@ -170,7 +176,8 @@ class ConfigMapSync(service.Service):
                     continue
                 if skip.outage:
                     self._failures += 1
-                wait = self._backoff() if skip.outage else self._poll_interval(skip)
+                wait = self._backoff(self._failures) if skip.outage else \
+                    self._poll_interval(skip)
                 self._note(skip.condition, skip.log_format, skip.level, skip.outage,
                            retry=wait, **skip.fields)
             if self.running and not self._interrupted and wait != 0:
@@ -220,9 +227,15 @@ class ConfigMapSync(service.Service):
                                               lambda kind, thing: self._event(settings, kind,
                                                                               thing)),
                             cluster, where, "watch")
-        except _Gone:
+        except _Unusable as unusable:
+            if not self._unusable:
+                self.log.info("ConfigMap sync: the API server cannot watch from resourceVersion "
+                              "{version} ({code} {detail}); listing the ConfigMap again",
+                              version=self._version, code=unusable.code,
+                              detail=unusable.detail)
             self._version = None
-            returnValue(0)
+            self._unusable += 1
+            returnValue(self._backoff(self._unusable - 1) if self._unusable > 1 else 0)
         except _WatchDenied as denied:
             self._polling = True
             self.log.warn("ConfigMap sync: {identity} may not watch configmap {where} ({code} "
@@ -231,13 +244,15 @@ class ConfigMapSync(service.Service):
                           identity=cluster.identity, where=where, code=403,
                           detail=denied.detail, interval=self._base_interval())
             returnValue(self._poll_interval())
+        self._unusable = 0
         if self._clock.seconds() - started < timeout - EARLY_END:
             self._failures += 1
-            returnValue(self._backoff())
+            returnValue(self._backoff(self._failures))
         self._failures = 0
         returnValue(0)
 
     def _event(self, settings, kind, thing):
+        self._unusable = 0
         self._version = thing["metadata"]["resourceVersion"]
         self.last_success = self._clock.seconds()
         if kind != "BOOKMARK":
@@ -262,8 +277,8 @@ class ConfigMapSync(service.Service):
                         "{where} ({reason}); the last good config keeps running",
                         level="warn", outage=True, where=where, reason=e.reason)
         except Refused as e:
-            if e.code == 410:
-                raise _Gone()
+            if e.unusable and verb == "watch":
+                raise _Unusable(e.code, e.detail)
             if e.code == 403 and verb == "watch":
                 raise _WatchDenied(e.detail)
             if e.code in (401, 403):
@@ -302,13 +317,13 @@ class ConfigMapSync(service.Service):
             self._floored = config.reload_interval
         return jittered(base, self._uniform)
 
-    def _backoff(self):
+    def _backoff(self, failures):
         """
-        :return: a wait drawn from [0, L{RECONNECT_SPREAD} * 2 ** (failures in
-            a row - 1)), at most L{MAX_BACKOFF}: full jitter, so that nodes
+        :return: a wait drawn from [0, L{RECONNECT_SPREAD} * 2 ** (C{failures}
+            in a row - 1)), at most L{MAX_BACKOFF}: full jitter, so that nodes
             that lost the API server together come back apart.
         """
-        window = RECONNECT_SPREAD * 2 ** min(max(self._failures - 1, 0), 16)
+        window = RECONNECT_SPREAD * 2 ** min(max(failures - 1, 0), 16)
         return self._uniform() * min(window, MAX_BACKOFF)
 
     def _note(self, condition, log_format, level="info", outage=False, retry=None, **fields):
@@ -343,10 +358,16 @@ class ConfigMapSync(service.Service):
         return self._cluster
 
 
-class _Gone(Exception):
+class _Unusable(Exception):
     """
-    410: the watch's resourceVersion is too old; list again.
+    The watch's resourceVersion cannot be served (410 Gone: too old;
+    C{ResourceVersionTooLarge}: too new); list again.
     """
+
+    def __init__(self, code, detail):
+        Exception.__init__(self, code, detail)
+        self.code = code
+        self.detail = detail
 
 
 class _WatchDenied(Exception):

@@ -10,7 +10,9 @@ C{MODIFIED}, C{DELETED}, C{BOOKMARK}, C{ERROR}).
 
 Every read is bounded: a response or a line at most L{MAX_RESPONSE} bytes,
 the headers within L{REQUEST_TIMEOUT}, a list's body too, a watch's stream
-within its C{timeoutSeconds} plus L{WATCH_GRACE}.
+within its C{timeoutSeconds} plus L{WATCH_GRACE}.  A stream is read as it
+comes, never kept: its memory is one partial line, whatever it sends and for
+however long, and splitting it costs time linear in its bytes.
 """
 
 import json
@@ -44,12 +46,15 @@ class Refused(Exception):
     """
     The API server answered with an error status (over HTTP, or in an
     C{ERROR} event): C{code} and its C{Status} message, C{detail}.
+    C{unusable}: the C{Status} says the C{resourceVersion} asked from cannot
+    be served (see L{_unusable}); list again rather than retry it.
     """
 
-    def __init__(self, code, detail):
+    def __init__(self, code, detail, unusable=False):
         Exception.__init__(self, "{} {}".format(code, detail))
         self.code = code
         self.detail = detail
+        self.unusable = unusable
 
 
 class Garbage(Exception):
@@ -108,7 +113,7 @@ class ObjectWatch:
                 raise ValueError("not one item")
             for item in items:
                 self._check(item)
-        except (ValueError, AttributeError, UnicodeDecodeError) as e:
+        except (ValueError, AttributeError, UnicodeDecodeError, RecursionError) as e:
             raise Garbage(str(e)[:200])
         return version, items[0] if items else None
 
@@ -120,8 +125,8 @@ class ObjectWatch:
             C{MODIFIED}, C{DELETED} and C{BOOKMARK} event.
         :return: a Deferred firing when the API server ends the watch (its
             timeout), or failing with L{Unreachable} (it broke), L{Refused}
-            (an error status or C{ERROR} event; 410: C{version} is too old)
-            or L{Garbage}.
+            (an error status or C{ERROR} event; C{unusable}: C{version} is
+            too old or too new) or L{Garbage}.
         """
         d = self._get({"watch": "1", "allowWatchBookmarks": "true",
                        "timeoutSeconds": str(int(timeout_seconds)),
@@ -147,14 +152,15 @@ class ObjectWatch:
             kind, thing = event["type"], event["object"]
             if kind == "ERROR":
                 code = thing.get("code")
-                raise Refused(code if isinstance(code, int) else 500,
-                              _one_line(thing.get("message")))
+                raise _refused(code if isinstance(code, int) else 500, thing,
+                               _one_line(thing.get("message")))
             if kind == "BOOKMARK":
                 return on_event(kind, {"metadata": {"resourceVersion": _version(thing)}})
             if kind not in ("ADDED", "MODIFIED", "DELETED"):
                 raise ValueError("event type {!r}".format(kind))
             self._check(thing)
-        except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError) as e:
+        except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError,
+                RecursionError) as e:
             raise Garbage("watch event: " + str(e)[:200])
         on_event(kind, thing)
 
@@ -179,8 +185,11 @@ class ObjectWatch:
         query = dict(query, fieldSelector="metadata.name=" + self._name)
         headers = self._cluster.headers()
         headers["Accept"] = ["application/json"]
+        # unbuffered: by default treq keeps every byte of a body to replay
+        # it to later readers, which for a watch is all it streams for
+        # minutes (a 1 MB ConfigMap changed 60 times kept 56 MiB).
         return self._http.get(self._collection + "?" + urlencode(sorted(query.items())),
-                              headers=headers, allow_redirects=False)
+                              headers=headers, allow_redirects=False, unbuffered=True)
 
     def _track(self, d):
         self._in_flight = d
@@ -195,36 +204,61 @@ class ObjectWatch:
 class _Lines(protocol.Protocol):
     """
     Splits a streamed body into lines, each at most L{MAX_RESPONSE} bytes,
-    and hands each to C{on_line}; C{done} fires at the clean end of the
-    stream, and fails when it breaks or C{on_line} raises.
+    and hands each that is not blank to C{on_line}; C{done} fires at the
+    clean end of the stream, and fails when it breaks or C{on_line} raises.
+
+    It holds only the pieces of the line not yet ended, and finds the
+    newlines of each piece once (C{bytes.split}): cutting lines off the
+    front of a growing buffer copies the rest for each line, which is
+    quadratic in a piece of many short (blank) lines.
     """
 
     done = None
 
     def __init__(self, on_line):
         self._on_line = on_line
-        self._buffer = b""
+        self._partial = []
+        self._size = 0
 
     def dataReceived(self, data):
-        self._buffer += data
+        if self.done is None:
+            return
+        lines = data.split(b"\n")
+        rest = lines.pop()
         try:
-            while self.done is not None:
-                line, found, rest = self._buffer.partition(b"\n")
-                if not found:
-                    if len(self._buffer) > MAX_RESPONSE:
-                        raise Garbage("a watch event longer than {} bytes".format(
-                            MAX_RESPONSE))
+            if lines and self._partial:
+                self._partial.append(lines[0])
+                lines[0] = b"".join(self._partial)
+                self._partial, self._size = [], 0
+            # filter(None, ...) drops the empty lines without a step of
+            # Python each.
+            for line in filter(None, lines):
+                if self.done is None:
                     return
-                self._buffer = rest
-                if line.strip():
+                if len(line) > MAX_RESPONSE:
+                    raise _too_long()
+                if not line.isspace():
                     self._on_line(line)
+            if self.done is not None:
+                self._keep(rest)
         except Exception:
             done = self.done
             self.abandon()
-            done.errback()
+            if done is not None:
+                done.errback()
+
+    def _keep(self, piece):
+        """
+        Hold C{piece}, the start of a line not yet ended.
+        """
+        if piece:
+            self._size += len(piece)
+            if self._size > MAX_RESPONSE:
+                raise _too_long()
+            self._partial.append(piece)
 
     def connectionLost(self, reason=None):
-        if reason.check(ResponseDone) and self._buffer.strip():
+        if reason.check(ResponseDone) and self._partial:
             # A last event without its newline is still an event.
             self.dataReceived(b"\n")
         done, self.done = self.done, None
@@ -237,11 +271,17 @@ class _Lines(protocol.Protocol):
 
     def abandon(self):
         """
-        Deliver nothing more, and close the connection.
+        Deliver nothing more, forget the line begun, and close the
+        connection.
         """
         self.done = None
+        self._partial, self._size = [], 0
         if self.transport is not None:
             self.transport.stopProducing()
+
+
+def _too_long():
+    return Garbage("a watch event longer than {} bytes".format(MAX_RESPONSE))
 
 
 def _unreachable(failure, timeout=None):
@@ -259,7 +299,18 @@ def _unreachable(failure, timeout=None):
 
 def _check_status(code, body):
     if code != 200:
-        raise Refused(code, status_message(body))
+        raise _refused(code, _status(body), status_message(body))
+
+
+def _status(body):
+    """
+    :return: a Kubernetes C{Status} body as a dict (empty if it is not one).
+    """
+    try:
+        status = json.loads(body.decode("utf-8"))
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return {}
+    return status if isinstance(status, dict) else {}
 
 
 def status_message(body):
@@ -267,13 +318,36 @@ def status_message(body):
     :return: the C{message} of a Kubernetes C{Status} body, else a short
         excerpt, on one short line.
     """
-    try:
-        message = json.loads(body.decode("utf-8")).get("message")
-    except (ValueError, AttributeError, UnicodeDecodeError):
-        message = None
+    message = _status(body).get("message")
     if not isinstance(message, str):
         message = body[:120].decode("utf-8", "replace")
     return _one_line(message)
+
+
+def _refused(code, status, detail):
+    return Refused(code, detail, _unusable(code, status))
+
+
+def _unusable(code, status):
+    """
+    Whether C{status} says the C{resourceVersion} asked from cannot be
+    served, as client-go's reflector tells it (C{isExpiredError},
+    C{isTooLargeResourceVersionError}) and then lists again: older than the
+    history kept (410, reason C{Expired} or C{Gone}), or newer than the
+    store, as after an etcd restore (cause C{ResourceVersionTooLarge}; API
+    servers before 1.18.6 say it only in a C{Timeout}'s message).
+    """
+    if code == 410 or status.get("reason") in ("Expired", "Gone"):
+        return True
+    details = status.get("details")
+    causes = details.get("causes") if isinstance(details, dict) else None
+    if isinstance(causes, list) and any(
+            isinstance(cause, dict) and cause.get("reason") == "ResourceVersionTooLarge"
+            for cause in causes):
+        return True
+    message = status.get("message")
+    return ((code == 504 or status.get("reason") == "Timeout") and isinstance(message, str)
+            and "Too large resource version" in message)
 
 
 def _one_line(message):

@@ -22,7 +22,9 @@ class FakeAPIServer(Resource):
         a C{ConfigMapList} whose C{resourceVersion} is the store's;
       - the same with C{watch=1}: a stream of JSON events, one a line, from
         C{resourceVersion} on (410 when that is older than the history kept:
-        an C{ERROR} event, or with C{gone_as_status} an HTTP 410), a
+        an C{ERROR} event, or with C{gone_as_status} an HTTP 410; 504 "Too
+        large resource version" when it is newer than the store, as after
+        L{restore}, or with C{too_large_as_event} an C{ERROR} event), a
         C{BOOKMARK} every L{bookmark_interval} when asked for, ended by the
         server after C{timeoutSeconds}.
 
@@ -57,6 +59,7 @@ class FakeAPIServer(Resource):
         self.forbidden = False
         self.watch_forbidden = False
         self.gone_as_status = False
+        self.too_large_as_event = False
         self.status = None
         self.body = None
         self.requests = 0
@@ -120,6 +123,19 @@ class FakeAPIServer(Resource):
         """
         self.compact()
         self._oldest = self._version + 1
+
+    def restore(self, version):
+        """
+        Roll the store back to C{version}, as an etcd restore from a backup
+        does: the history is gone, and the versions handed out since are
+        newer than the store (a watch from one is refused until the store
+        passes it).
+        """
+        self._version = version
+        self._history = []
+        self._oldest = version
+        for key, (data, changed) in self._configmaps.items():
+            self._configmaps[key] = (data, str(min(int(changed), version)))
 
     def drop_watches(self):
         """
@@ -258,6 +274,18 @@ class FakeAPIServer(Resource):
                 return _status(request, 410, "Expired", message)
             request.write(_line({"type": "ERROR",
                                  "object": _status_body(410, "Expired", message)}))
+            request.finish()
+            return NOT_DONE_YET
+        if since > self._version:
+            # What the API server answers (storage.NewTooLargeResourceVersionError).
+            status = _status_body(504, "Timeout", "Timeout: Too large resource version: {}, "
+                                  "current: {}".format(since, self._version))
+            status["details"] = {"retryAfterSeconds": 1, "causes": [{
+                "reason": "ResourceVersionTooLarge", "message": "Too large resource version"}]}
+            if not self.too_large_as_event:
+                request.setResponseCode(504)
+                return json.dumps(status).encode("utf-8")
+            request.write(_line({"type": "ERROR", "object": status}))
             request.finish()
             return NOT_DONE_YET
         watch = _Watch(self, request, namespace, name,

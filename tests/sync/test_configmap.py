@@ -636,6 +636,79 @@ class WatchTests(PollerTestMixin, SynchronousTestCase):
             self.assertEqual(self.offline_password(), "while-away-{}".format(as_status))
             self.poller.stopService()
 
+    def test_restored_store_lists_again(self):
+        """
+        After an etcd restore the API server refuses the watch's version as
+        too large (504, as the HTTP status or as an ERROR event): the sync
+        logs it once, lists again at once (not from the old version) and
+        watches from the new one; a change made then is applied.
+        """
+        for as_event in (False, True):
+            self.api.too_large_as_event = as_event
+            self.api.set_configmap("kube-system", "image-cri-shim", {"registries.yaml": CLUSTER})
+            self.start()
+            self.change("before-restore")
+            self.change("before-restore-2")
+            self.http.flush()
+            restored = int(self.api.version) - 2
+            self.api.restore(restored)
+            self.api.log[:] = []
+            with capturedLogs() as events:
+                self.api.drop_watches()
+                self.tick(RECONNECT_SPREAD)
+            self.assertEqual(self.kinds(), ["watch", "list", "watch"])
+            self.assertEqual([query.get("resourceVersion") for _, _, query in self.api.log],
+                             [str(restored + 2), None, str(restored)])
+            [info] = [e for e in events if "cannot watch from" in e["log_format"]]
+            self.assertEqual((info["version"], info["code"]), (str(restored + 2), 504))
+            self.assertIn("Too large resource version", info["detail"])
+            self.change("after-restore-{}".format(as_event))
+            self.http.flush()
+            self.assertEqual(self.offline_password(), "after-restore-{}".format(as_event))
+            self.poller.stopService()
+
+    def test_unusable_again_backed_off(self):
+        """
+        An API server that cannot serve the version it has just listed
+        either (its watch cache behind) is listed again at once only the
+        first time, then after the jittered backoff, doubling; an event
+        ends the streak.
+        """
+        honest = self.api.render_GET
+
+        def too_large(request):
+            if b"watch" not in request.args or not self.lagging:
+                return honest(request)
+            self.api.log.append((self.clock.seconds(), "watch", {}))
+            request.setResponseCode(504)
+            return (b'{"kind": "Status", "code": 504, "reason": "Timeout", "message": '
+                    b'"Timeout: Too large resource version: 9, current: 7"}')
+        self.lagging = True
+        self.api.render_GET = too_large
+        with capturedLogs() as events:
+            self.start()
+            self.assertEqual(self.kinds(), ["list", "watch", "list", "watch"])
+            self.tick(RECONNECT_SPREAD / 2 - 1)
+            self.assertEqual(len(self.kinds()), 4)
+            self.tick(1)
+            self.assertEqual(self.kinds()[4:], ["list", "watch"])
+            self.tick(RECONNECT_SPREAD - 1)
+            self.assertEqual(len(self.kinds()), 6)
+            self.tick(1)
+            self.assertEqual(self.kinds()[6:], ["list", "watch"])
+            self.lagging = False
+            self.tick(2 * RECONNECT_SPREAD)
+            self.assertEqual(self.kinds()[8:], ["list", "watch"])
+            self.change("caught-up")
+            self.http.flush()
+            self.api.end_watches()
+            self.lagging = True
+            self.tick(RECONNECT_SPREAD / 2)
+        self.assertEqual(self.offline_password(), "caught-up")
+        # Unusable after an event: listed again at once, and only once.
+        self.assertEqual(self.kinds()[10:], ["watch", "list", "watch"])
+        self.assertEqual(len([e for e in events if "cannot watch from" in e["log_format"]]), 2)
+
     def test_dropped_watch_resumed_after_backoff(self):
         """
         A broken watch is resumed from its resourceVersion, without a list,
