@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.serve.test_image_service,tests.serve.test_views -*-
+# -*- test-case-name: tests.serve.test_image_service,tests.serve.test_views,tests.security.test_tenants -*-
 """
 [worker threads] Which image the runtime already holds for a requested
 name: asked of the runtime under each of the image's local names in turn

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.serve.test_views -*-
+# -*- test-case-name: tests.serve.test_views,tests.security.test_tenants -*-
 """
 [worker threads] The node as seen through requested names (config
 C{names: requested}): ImageStatus and ListImages answers show each image
