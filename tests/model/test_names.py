@@ -7,7 +7,7 @@ import json
 from twisted.trial.unittest import SynchronousTestCase
 
 from cri_shim.model.names import NameMap, View, parse_requested
-from cri_shim.model.reference import parse
+from cri_shim.model.reference import InvalidReference, parse
 
 HUB = "sealos.hub:5000"
 DIGEST = "sha256:" + "a" * 64
@@ -164,7 +164,20 @@ class NameMapTests(SynchronousTestCase):
             self.assertRaises(ValueError, NameMap.load, data)
         # The bounds themselves are fine.
         NameMap.load(b'{"format": 2, "names": [["a", "b", ' + json.dumps(
-            ["r%02d" % i for i in range(63)] + ["x" * 255]).encode() + b']]}')
+            ["r%02d" % i for i in range(62)] + ["x" * 255, "y"]).encode() + b']]}')
+
+    def test_load_messages(self):
+        """
+        Each refusal names the entry and what is wrong with it.
+        """
+        for names, message in [
+                ([["a", "b"]], "names[0] is not [requested, stored, scope]"),
+                ([["a", "b", []], ["a", "b", ["y", "x"]]],
+                 "names[1]: the scope is not a sorted list of registry names"),
+                ([["a", "Not Valid", []]], "names[0]: {}".format(_invalid("Not Valid")))]:
+            with self.assertRaises(ValueError) as caught:
+                NameMap.load(json.dumps({"format": 2, "names": names}).encode())
+            self.assertEqual(str(caught.exception), message)
 
     def test_load_refuses_pinned_elsewhere(self):
         """
@@ -197,8 +210,10 @@ class NameMapTests(SynchronousTestCase):
         private, public = parse("team-a.example/library/nginx:1"), parse(HUB + "/library/nginx:1")
         self.assertTrue(names.record(nginx, private, ("team-a.example",)))
         self.assertTrue(names.record(nginx, public))
+        first = names.view()
         self.assertFalse(names.record(nginx, private, ("team-a.example",)))
         view = names.view()
+        self.assertEqual((first.targets, first.scoped), (view.targets, view.scoped))
         self.assertEqual(
             [view.target(str(nginx)), view.target(str(nginx), ("team-a.example",)),
              view.target(str(nginx), ("team-b.example",))],
@@ -214,3 +229,14 @@ class NameMapTests(SynchronousTestCase):
         only_scoped = NameMap()
         only_scoped.record(nginx, private, ("team-a.example",))
         self.assertTrue(bool(only_scoped.view()))
+
+
+def _invalid(name):
+    """
+    :return: the message C{parse} refuses C{name} with.
+    """
+    try:
+        parse(name)
+    except InvalidReference as e:
+        return str(e)
+    raise AssertionError(name)
