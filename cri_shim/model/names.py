@@ -16,7 +16,12 @@ from cri_shim.model import reference
 
 #: Names remembered; the least recently pulled are forgotten first.
 MAX_NAMES = 1024
-_FORMAT = 1
+#: Format 2 keeps each name's scope; format 1 (no scopes) is not read: it
+#: could not tell a name pulled for a restricted registry from another.
+_FORMAT = 2
+#: Registries a scope may name, and the length of each name, at most.
+_MAX_SCOPE = 64
+_MAX_SCOPE_NAME = 255
 
 
 def parse_requested(name):
@@ -42,19 +47,48 @@ def stored_name(ref):
     return str(attr.evolve(ref, tag=None) if ref.digest else ref)
 
 
+def _pinned_elsewhere(requested, stored):
+    """
+    :return: whether C{stored} is not the image C{requested} pins: a name
+        pinned by digest only ever maps to that digest.
+    """
+    return requested.digest is not None and stored.digest != requested.digest
+
+
 @attr.s(frozen=True, slots=True)
 class View:
     """
     An immutable look-up table built from a L{NameMap}.
 
-    :ivar targets: requested name -> stored name.
+    Names pulled for a restricted scope (registries that serve only some
+    workloads, L{cri_shim.model.rewrite.scope}) are looked up by that scope
+    alone and never shown as requested names: the node-wide presentation
+    (ImageStatus, ListImages) is the unrestricted scope's.
+
+    :ivar targets: requested name -> stored name, for the unrestricted scope.
+    :ivar scoped: C{(requested name, scope)} -> stored name, for the others.
     :ivar tags: stored C{repo:tag} -> the requested C{repo:tag} names.
     :ivar repos: stored repository -> the requested repositories.
     """
 
     targets = attr.ib(factory=dict)
+    scoped = attr.ib(factory=dict)
     tags = attr.ib(factory=dict)
     repos = attr.ib(factory=dict)
+
+    def target(self, requested, scope=()):
+        """
+        :param requested: a requested name (a string).
+        :param scope: the scope the name is looked up for.
+        :return: the name the image pulled as C{requested} for C{scope} is
+            stored under, or C{None}.
+        """
+        if not scope:
+            return self.targets.get(requested)
+        return self.scoped.get((requested, scope))
+
+    def __bool__(self):
+        return bool(self.targets or self.scoped)
 
     def with_name(self, requested, stored):
         """
@@ -63,8 +97,8 @@ class View:
         """
         if self.targets.get(requested) == stored:
             return self
-        return _build([(reference.parse(requested), reference.parse(stored))],
-                      View(dict(self.targets), dict(self.tags), dict(self.repos)))
+        return _build([(reference.parse(requested), reference.parse(stored), ())],
+                      View(dict(self.targets), self.scoped, dict(self.tags), dict(self.repos)))
 
     def present(self, tags, digests):
         """
@@ -82,11 +116,15 @@ class View:
         return shown_tags, _unique(shown_digests)
 
 
-def _build(pairs, view):
+def _build(entries, view):
     """
-    Add C{(requested, stored)} reference pairs to C{view}'s tables, in place.
+    Add C{(requested, stored, scope)} entries (references and a tuple) to
+    C{view}'s tables, in place.
     """
-    for requested, stored in pairs:
+    for requested, stored, scope in entries:
+        if scope:
+            view.scoped[str(requested), scope] = stored_name(stored)
+            continue
         view.targets[str(requested)] = stored_name(stored)
         if requested.digest is None and stored.digest is None:
             _append(view.tags, str(stored), str(requested))
@@ -107,34 +145,36 @@ def _unique(names):
 
 class NameMap:
     """
-    Requested name -> stored name, least recently recorded first, at most
-    C{limit} of them.  Not thread-safe: its owner locks.
+    C{(requested name, scope)} -> stored name, least recently recorded
+    first, at most C{limit} of them.  A scope is a tuple of registry names
+    (L{cri_shim.model.rewrite.scope}); C{()} is the unrestricted one.  Not
+    thread-safe: its owner locks.
     """
 
     def __init__(self, limit=MAX_NAMES):
         self._limit = limit
-        # requested name -> (requested ref, stored ref, sequence number)
+        # (requested name, scope) -> (requested ref, stored ref, scope, sequence number)
         self._entries = OrderedDict()
         self._sequence = 0
 
     def __len__(self):
         return len(self._entries)
 
-    def record(self, requested, stored):
+    def record(self, requested, stored, scope=()):
         """
-        Remember that the image asked for as C{requested} (a reference) was
-        pulled as C{stored}.  A pull under its own name drops an earlier
-        mapping of that name, and is remembered only when the name is
-        another name's stored name (so that both keep showing).
+        Remember that the image asked for as C{requested} (a reference) for
+        C{scope} was pulled as C{stored}.  A pull under its own name drops
+        an earlier mapping of that name, and is remembered only when the
+        name is another name's stored name (so that both keep showing).
 
         :return: whether the map changed.
         """
-        key = str(requested)
+        key = (str(requested), scope)
         self._sequence += 1
-        entry = (requested, stored, self._sequence)
+        entry = (requested, stored, scope, self._sequence)
         if stored_name(stored) == stored_name(requested):
             target = stored_name(stored)
-            kept = any(stored_name(other) == target for name, (_, other, _) in
+            kept = any(stored_name(other) == target for name, (_, other, _, _) in
                        self._entries.items() if name != key)
             if not kept:
                 return self._entries.pop(key, None) is not None
@@ -146,13 +186,14 @@ class NameMap:
 
     def forget(self, names):
         """
-        Forget every entry requested as, or stored under, one of C{names}.
+        Forget every entry, of any scope, requested as or stored under one
+        of C{names}.
 
         :return: whether the map changed.
         """
         names = set(names)
-        gone = [key for key, (_, stored, _) in self._entries.items()
-                if key in names or stored_name(stored) in names]
+        gone = [key for key, (_, stored, _, _) in self._entries.items()
+                if key[0] in names or stored_name(stored) in names]
         for key in gone:
             del self._entries[key]
         return bool(gone)
@@ -170,7 +211,7 @@ class NameMap:
 
         :return: how many were forgotten.
         """
-        gone = [key for key, (_, stored, sequence) in self._entries.items()
+        gone = [key for key, (_, stored, _, sequence) in self._entries.items()
                 if sequence <= mark and stored_name(stored) not in present]
         for key in gone:
             del self._entries[key]
@@ -180,14 +221,14 @@ class NameMap:
         """
         :return: a new L{View} of the entries.
         """
-        return _build(((requested, stored) for requested, stored, _ in self._entries.values()),
-                      View())
+        return _build((entry[:3] for entry in self._entries.values()), View())
 
     def dump(self):
         """
-        :return: the entries as JSON bytes, least recently recorded first.
+        :return: the entries as JSON bytes, least recently recorded first:
+            C{[requested, stored, [scope registry, ...]]} each.
         """
-        names = [[str(requested), str(stored)] for requested, stored, _ in
+        names = [[str(requested), str(stored), list(scope)] for requested, stored, scope, _ in
                  self._entries.values()]
         return json.dumps({"format": _FORMAT, "names": names}, indent=0).encode("utf-8")
 
@@ -196,7 +237,8 @@ class NameMap:
         """
         :param data: what L{dump} wrote.
         :return: a L{NameMap}.
-        :raise ValueError: when C{data} is not such a document.
+        :raise ValueError: when C{data} is not such a document, or names a
+            digest-pinned image stored under another digest.
         """
         document = json.loads(data.decode("utf-8"))
         if not isinstance(document, dict) or document.get("format") != _FORMAT:
@@ -205,16 +247,34 @@ class NameMap:
         if not isinstance(names, list):
             raise ValueError("'names' is not a list")
         loaded = cls(limit)
-        for index, pair in enumerate(names):
-            if not (isinstance(pair, list) and len(pair) == 2
-                    and all(isinstance(name, str) for name in pair)):
-                raise ValueError("names[{}] is not a pair of names".format(index))
-            try:
-                requested, stored = (reference.parse(name) for name in pair)
-            except reference.InvalidReference as e:
-                raise ValueError("names[{}]: {}".format(index, e))
-            loaded._entries.pop(str(requested), None)
-            loaded._entries[str(requested)] = (requested, stored, 0)
+        for index, item in enumerate(names):
+            requested, stored, scope = _entry(item, "names[{}]".format(index))
+            loaded._entries.pop((str(requested), scope), None)
+            loaded._entries[str(requested), scope] = (requested, stored, scope, 0)
         while len(loaded._entries) > limit:
             loaded._entries.popitem(last=False)
         return loaded
+
+
+def _entry(item, where):
+    """
+    :return: C{(requested ref, stored ref, scope)} read from one dumped
+        entry.
+    :raise ValueError: naming C{where} when it is not one.
+    """
+    if not (isinstance(item, list) and len(item) == 3 and
+            all(isinstance(name, str) for name in item[:2])):
+        raise ValueError("{} is not [requested, stored, scope]".format(where))
+    scope = item[2]
+    if not (isinstance(scope, list) and len(scope) <= _MAX_SCOPE and
+            all(isinstance(name, str) and 0 < len(name) <= _MAX_SCOPE_NAME for name in scope)
+            and scope == sorted(set(scope))):
+        raise ValueError("{}: the scope is not a sorted list of registry names".format(where))
+    try:
+        requested, stored = (reference.parse(name) for name in item[:2])
+    except reference.InvalidReference as e:
+        raise ValueError("{}: {}".format(where, e))
+    if _pinned_elsewhere(requested, stored):
+        raise ValueError("{}: {} is pinned by digest but stored as {}".format(
+            where, requested, stored))
+    return requested, stored, tuple(scope)

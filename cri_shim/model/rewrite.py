@@ -108,16 +108,19 @@ def decide_without_lookup(config, ref, pod=None):
     return None
 
 
-def scope(config, pod):
+def scope(config, ref, pod):
     """
-    What of C{pod} the rules look at: the restricted registries that serve
-    it.  Two pulls with the same scope have the same candidates, so they may
-    share a decision; two with different scopes never do.
+    What of C{pod} the rules look at for C{ref}: the restricted registries
+    that serve both.  Two pulls of an image with the same scope have the
+    same candidates, so they may share a decision and a recorded name; two
+    with different scopes never do.  An image no restricted registry serves
+    has the unrestricted scope, C{()}, for every pod.
 
     :return: a tuple of registry names.
     """
     return tuple(sorted(registry.name for registry in config.registries
-                        if registry.restricted and admits(registry, pod)))
+                        if registry.restricted and registry.serves(ref) and
+                        admits(registry, pod)))
 
 
 def cache_key(ref, scope=()):
@@ -131,32 +134,77 @@ def cache_key(ref, scope=()):
     return name if not scope else "{} for {}".format(name, ",".join(scope))
 
 
-def local_names(config, ref, cached=None, stored=None):
+def contested(config, ref):
     """
-    The names under which the runtime may already hold an image, in the
-    order ImageStatus and RemoveImage look them up: the name it was stored
-    under when pulled through the shim, then the cached rewrite (a warm
-    lookup costs one runtime call), then the name as asked, then the name
-    on each candidate registry (so an image pulled earlier through the shim
-    is found even when every registry is unreachable).
+    Whether the image a name resolves to may depend on the pod it is for: a
+    registry restricted to some workloads (C{namespaces}, C{podSelector})
+    may serve it, or the name is on such a registry.  Calls that carry no
+    pod (ImageStatus, RemoveImage) cannot answer for such a name.  A name
+    pinned by digest never is: the digest is the content, whoever pulled it.
 
-    :param cached: the cached L{Decision} for C{ref}, if any.
-    :param stored: the name the names store has for C{ref}, if any.
+    :return: a boolean.
+    """
+    if ref.digest is not None:
+        return False
+    named = config.registry_for(ref)
+    if named is not None:
+        return named.restricted
+    return any(registry.restricted and registry.serves(ref) for registry in config.registries)
+
+
+def trusted(config, stored, pod=None):
+    """
+    Whether a name recorded for a pull may answer a lookup for C{pod}: the
+    registry it is on, if configured, must serve C{pod} (a config change may
+    have restricted it since).
+
+    :param stored: a L{cri_shim.model.reference.Reference}.
+    :param pod: the L{cri_shim.model.selector.Pod}, or C{None} for a lookup
+        that serves any pod.
+    """
+    registry = config.registry_for(stored)
+    return registry is None or admits(registry, pod)
+
+
+def local_names(config, ref, cached=None, stored=None, pod=None):
+    """
+    The names under which the runtime may already hold an image for C{pod},
+    in the order ImageStatus, RemoveImage and CreateContainer look them up:
+    the name it was stored under when pulled through the shim for this
+    scope, then the cached rewrite for this scope (a warm lookup costs one
+    runtime call); then, unless the name is L{contested}, the name as asked
+    and the name on each candidate registry (so an image pulled earlier
+    through the shim is found even when every registry is unreachable).  For
+    a contested name only what was resolved for the pod's own scope
+    answers (an image found under another candidate's name may have been
+    resolved for another tenant's rules), and nothing at all for a lookup
+    without a pod: it may be asked for any pod.
+
+    :param cached: the cached L{Decision} for C{ref} in this scope, if any.
+    :param stored: the name (a string) the names store has for C{ref} in
+        this scope, if any.
+    :param pod: the L{cri_shim.model.selector.Pod} the lookup is for, or
+        C{None}.
     :return: an iterator of image names without duplicates, computed as
         they are asked for (a warm lookup needs only the first).
     """
+    disputed = contested(config, ref)
+    if disputed and pod is None:
+        return
     seen = set()
-    if stored is not None:
+    if stored is not None and trusted(config, reference.parse(stored), pod):
         seen.add(stored)
         yield stored
-    if cached is not None and cached.target is not None:
+    if cached is not None and cached.target is not None and str(cached.target) not in seen:
         seen.add(str(cached.target))
         yield str(cached.target)
+    if disputed:
+        return
     if str(ref) not in seen:
         seen.add(str(ref))
         yield str(ref)
     if config.registry_for(ref) is None:
-        for candidate in candidates(config, ref):
+        for candidate in candidates(config, ref, pod=pod):
             name = str(candidate.target)
             if name not in seen:
                 seen.add(name)

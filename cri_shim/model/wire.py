@@ -155,3 +155,23 @@ def replace_strings(data, path, text):
         copied = end
     out += data[copied:]
     return bytes(out)
+
+
+#: C{CreateContainerRequest.sandbox_config} (CRI v1 and v1alpha2).
+CONTAINER_SANDBOX = (3,)
+
+
+def messages_at(data, path):
+    """
+    :return: the bytes of every occurrence of the message at C{path}, in
+        order: joined, they decode as the one message a decoder sees (it
+        merges repeated occurrences).
+    :raise WireError: on bytes that are no message.
+    """
+    found = []
+    for number, kind, _, value_start, end in _fields(data):
+        if number != path[0] or kind != _LENGTH:
+            continue
+        value = bytes(data[value_start:end])
+        found.extend(messages_at(value, path[1:]) if len(path) > 1 else [value])
+    return found

@@ -256,7 +256,7 @@ class AdminState:
         except (reference.InvalidReference, ValueError) as e:
             return _status(request, 400, str(e))
         snapshot = self._holder.current
-        cached = snapshot.cache.get(rewrite.cache_key(ref, rewrite.scope(snapshot.config, pod)))
+        cached = snapshot.cache.get(rewrite.cache_key(ref, rewrite.scope(snapshot.config, ref, pod)))
         rules = [{
             "registry": registry.name,
             "namespaces": list(registry.namespaces) or None,

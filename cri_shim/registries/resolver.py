@@ -64,7 +64,7 @@ class Resolver:
             Cancelling it stops waiting; when nobody waits for a lookup any
             more, its probes are cancelled too (kubelet gave up).
         """
-        scope = rewrite.scope(snapshot.config, pod)
+        scope = rewrite.scope(snapshot.config, ref, pod)
         key = (snapshot.generation, rewrite.cache_key(ref, scope), frozenset(exclude))
         entry = self._inflight.get(key)
         new = entry is None

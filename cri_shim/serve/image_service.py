@@ -21,12 +21,14 @@ from cri_shim.model import podevent, rewrite
 from cri_shim.model.names import parse_requested
 from cri_shim.serve import methods
 from cri_shim.serve.bridge import untracked
+from cri_shim.serve.local import LocalImages
 from cri_shim.serve.pods import pod_of
 from cri_shim.metrics import Metrics
 from cri_shim.serve.upstream import Abort, guarded, thd_call, thd_metadata, thd_timeout
 from cri_shim.serve.views import present_status, shows_requested
 
 _NOT_PRESENT = "(not present)"
+_WITHHELD = "(not told: registries restricted to some workloads serve it)"
 #: How often a pull in progress looks whether its registry was found down.
 _DOWN_CHECK_INTERVAL = 0.5
 
@@ -65,6 +67,7 @@ class ImageService:
         self._report_unreachable = report_unreachable
         self._report_event, self._track_pull = report_event, track_pull
         self._status = upstream.unary(methods.path(package, "ImageService", "ImageStatus"))
+        self._local = LocalImages(self._api, self._status, holder, store)
         self._pull = upstream.unary(methods.path(package, "ImageService", "PullImage"))
         self._remove = upstream.unary(methods.path(package, "ImageService", "RemoveImage"))
 
@@ -94,7 +97,14 @@ class ImageService:
         if ref is None:
             response = self._call(self._status, raw, context)
         else:
-            found, response, cache_hit = self._find_local(snapshot, ref, request, raw, context)
+            found, response, cache_hit = self._local.thd_find(context, snapshot, ref, None,
+                                                              request, raw)
+            if response is None:
+                # Nothing may be told without the pod: kubelet pulls it
+                # for the pod, which resolves it by the pod's own rules.
+                self._log_decision(snapshot, "ImageStatus", name, _WITHHELD, None, False,
+                                   "restricted")
+                return b""
             self._log_decision(snapshot, "ImageStatus", name, found or _NOT_PRESENT, None,
                                cache_hit, "local")
         view = self._view(snapshot)
@@ -117,34 +127,34 @@ class ImageService:
         status_request.image.CopyFrom(request.image)
         status_raw = status_request.SerializeToString()
         status = None
-        if ref is None:
-            if self._store is not None and self._store.view.targets:
-                status = self._call(self._status, status_raw, context)
-        else:
-            found, status, cache_hit = self._find_local(snapshot, ref, status_request,
-                                                        status_raw, context)
-            self._log_decision(snapshot, "RemoveImage", name, found or _NOT_PRESENT, None,
-                               cache_hit, "local")
+        forgotten = [str(ref)] if ref is not None else []
+        if ref is not None:
+            found, status, cache_hit = self._local.thd_find(context, snapshot, ref, None,
+                                                            status_request, status_raw)
+            self._log_decision(snapshot, "RemoveImage", name,
+                               found or (_NOT_PRESENT if status is not None else _WITHHELD),
+                               None, cache_hit, "local")
             if found is not None and found != str(ref):
                 request.image.image = found
                 raw = request.SerializeToString()
+        if status is None and self._store is not None and self._store.view:
+            # An image ID, or a name the pod decides: the runtime removes
+            # what it holds under that name itself, and the names of that
+            # image are forgotten.
+            status = self._call(self._status, status_raw, context)
+            forgotten = []
         response = self._call(self._remove, raw, context)
         if self._store is not None:
             image = self._api.ImageStatusResponse.FromString(status or b"").image
-            gone = list(image.repo_tags) + list(image.repo_digests)
-            self._store.thd_forget(gone + ([str(ref)] if ref is not None else []))
+            self._store.thd_forget(list(image.repo_tags) + list(image.repo_digests) + forgotten)
         return response
 
-    def thd_local_name(self, context, snapshot, ref):
+    def thd_local_name(self, context, snapshot, ref, pod=None):
         """
-        :return: the name the runtime holds C{ref} under, looked up as
-            ImageStatus looks it up, or C{None}.
+        :return: the name the runtime holds C{ref} under for C{pod}, looked
+            up as ImageStatus looks it up, or C{None}.
         """
-        request = self._api.ImageStatusRequest()
-        request.image.image = str(ref)
-        found, _, _ = self._find_local(snapshot, ref, request, request.SerializeToString(),
-                                       context)
-        return found
+        return self._local.thd_name(context, snapshot, ref, pod)
 
     def PullImage(self, raw, context):
         """
@@ -158,7 +168,8 @@ class ImageService:
             return self._relay_pull(raw, context, name)
         snapshot = self._holder.current
         pod = pod_of(request)
-        decision, cache_hit = self._decide(context, snapshot, ref, pod)
+        scope = rewrite.scope(snapshot.config, ref, pod)
+        decision, cache_hit = self._decide(context, snapshot, ref, pod, scope)
         self._refuse_upstream(snapshot, decision, name, pod)
         kubelet_sent_auth = request.HasField("auth")
         failed = set()
@@ -180,8 +191,7 @@ class ImageService:
                 if abort.code == grpc.StatusCode.CANCELLED:
                     raise
                 registry = decision.registry.name
-                snapshot.cache.discard(rewrite.cache_key(ref, rewrite.scope(snapshot.config,
-                                                                            pod)))
+                snapshot.cache.discard(rewrite.cache_key(ref, scope))
                 failed.add(registry)
                 failures.append((registry, abort.details))
                 if _unreachable(abort.details):
@@ -199,7 +209,7 @@ class ImageService:
             self._log_decision(snapshot, "PullImage", name, _result(decision, name),
                                decision.registry, cache_hit, decision.source)
             if self._view(snapshot) is not None:
-                self._store.thd_record(ref, decision.target if decision.moved else ref)
+                self._store.thd_record(ref, decision.target if decision.moved else ref, scope)
             self._post(podevent.pulled(pod, name, decision, failures))
             return response
 
@@ -232,15 +242,16 @@ class ImageService:
 
     # -- helpers ---------------------------------------------------------------
 
-    def _decide(self, context, snapshot, ref, pod):
+    def _decide(self, context, snapshot, ref, pod, scope):
         """
         :param pod: the L{Pod} the pull is for, or C{None}.
+        :param scope: C{pod}'s L{rewrite.scope} for C{ref}.
         :return: C{(decision, cache_hit)}.
         """
         decision = rewrite.decide_without_lookup(snapshot.config, ref, pod)
         if decision is not None:
             return decision, False
-        cached = snapshot.cache.get(rewrite.cache_key(ref, rewrite.scope(snapshot.config, pod)))
+        cached = snapshot.cache.get(rewrite.cache_key(ref, scope))
         # A rewrite to a registry found down since is looked up again: the
         # lookup asks the others first.
         if cached is not None and (cached.registry is None or
@@ -270,27 +281,6 @@ class ImageService:
         raise Abort(grpc.StatusCode.NOT_FOUND,
                     "image {} is not in any configured registry (asked: {}); pulling from "
                     "its own registry is off (allowUpstream: false)".format(name, tried))
-
-    def _find_local(self, snapshot, ref, request, raw, context):
-        """
-        Ask the runtime for C{ref} under each of its local names in turn.
-
-        :return: C{(found name or None, raw ImageStatusResponse, cache_hit)}.
-        """
-        cached = snapshot.cache.get(rewrite.cache_key(ref))
-        original = str(ref)
-        response = None
-        stored = self._store.view.targets.get(original) if self._store is not None else None
-        for name in rewrite.local_names(snapshot.config, ref, cached, stored):
-            if name == original:
-                body = raw
-            else:
-                request.image.image = name
-                body = request.SerializeToString()
-            response = self._call(self._status, body, context)
-            if self._api.ImageStatusResponse.FromString(response).HasField("image"):
-                return name, response, cached is not None
-        return None, response, cached is not None
 
     def _pull_body(self, request, raw, decision, kubelet_sent_auth):
         """

@@ -65,11 +65,12 @@ class NameStore:
                 path=self.path, reason=getattr(e, "strerror", None) or e)
             return names.NameMap(limit)
 
-    def thd_record(self, requested, stored):
+    def thd_record(self, requested, stored, scope=()):
         """
-        Remember that C{requested} was pulled as C{stored} (references).
+        Remember that C{requested} was pulled as C{stored} (references) for
+        C{scope} (L{cri_shim.model.rewrite.scope}).
         """
-        self._change(lambda: self._map.record(requested, stored))
+        self._change(lambda: self._map.record(requested, stored, scope))
 
     def thd_forget(self, image_names):
         """

@@ -1,8 +1,8 @@
 # -*- test-case-name: tests.serve.test_image_service -*-
 """
-[worker threads] The pod a CRI pull is for: kubelet's C{sandbox_config}
-translated to a L{cri_shim.model.selector.Pod}, which the routing rules and
-the pod events read.
+[worker threads] The pod a CRI pull or container is for: kubelet's
+C{sandbox_config} translated to a L{cri_shim.model.selector.Pod}, which the
+routing rules, the local image lookups and the pod events read.
 """
 
 from cri_shim.model.selector import Pod
@@ -16,7 +16,14 @@ def pod_of(request):
     """
     if not request.HasField("sandbox_config"):
         return None
-    config = request.sandbox_config
+    return pod_of_sandbox(request.sandbox_config)
+
+
+def pod_of_sandbox(config):
+    """
+    :param config: a C{PodSandboxConfig} (either CRI version).
+    :return: the L{Pod} it describes, or C{None} when it names none.
+    """
     metadata = config.metadata
     if not metadata.name or not metadata.namespace:
         return None

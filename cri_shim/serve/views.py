@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.serve.test_views -*-
+# -*- test-case-name: tests.serve.test_views,tests.security.test_tenants -*-
 """
 [worker threads] The node as seen through requested names (config
 C{names: requested}): ImageStatus and ListImages answers show each image
@@ -14,11 +14,12 @@ import grpc
 from google.protobuf.message import DecodeError
 from twisted.logger import Logger
 
-from cri_shim.model import config as configuration, wire
+from cri_shim.model import config as configuration, rewrite, wire
 from cri_shim.model.names import parse_requested
 from cri_shim.serve import methods
 from cri_shim.metrics import Metrics
-from cri_shim.serve.upstream import guarded, thd_call
+from cri_shim.serve.pods import pod_of_sandbox
+from cri_shim.serve.upstream import Abort, guarded, thd_call
 
 #: Deadline of the ListImages call that reconciles the store at start.
 RECONCILE_TIMEOUT = 60.0
@@ -117,8 +118,9 @@ class NameView:
     :param upstream: the L{cri_shim.serve.upstream.Upstream}.
     :param holder: the L{cri_shim.snapshot.SnapshotHolder}.
     :param store: the L{cri_shim.serve.name_store.NameStore}.
-    :param local_name: a blocking callable C{(context, snapshot, ref)}
-        returning the name the runtime holds C{ref} under, or C{None}
+    :param local_name: a blocking callable C{(context, snapshot, ref, pod)}
+        returning the name the runtime holds C{ref} under for C{pod} (a
+        L{cri_shim.model.selector.Pod} or C{None}), or C{None}
         (L{cri_shim.serve.image_service.ImageService.thd_local_name}).
     """
 
@@ -178,8 +180,11 @@ class NameView:
 
     def CreateContainer(self, raw, context):
         """
-        Create the container from the image ImageStatus finds under the
-        name asked for; the request is otherwise relayed byte for byte.
+        Create the container from the image found under the name asked for,
+        for the pod its C{sandbox_config} names; the request is otherwise
+        relayed byte for byte.  A name whose image depends on the pod
+        (L{rewrite.contested}) and was never pulled for this pod's scope is
+        refused: relayed, the runtime would resolve it node-wide.
         """
         try:
             asked = wire.strings_at(raw, wire.CONTAINER_IMAGE)
@@ -189,7 +194,13 @@ class NameView:
         if ref is None:
             return self._call(self._create, raw, context)
         snapshot = self._holder.current
-        found = self._local_name(context, snapshot, ref)
+        pod = self._pod(raw)
+        found = self._local_name(context, snapshot, ref, pod)
+        if found is None and rewrite.contested(snapshot.config, ref):
+            raise Abort(grpc.StatusCode.NOT_FOUND, (
+                "image {} was not pulled for this pod: registries restricted to some workloads "
+                "serve it, so only a pull for the pod (with its sandbox config) tells which "
+                "image it is; pull it first, or name the image by its ID").format(asked[-1]))
         if found is None or found == str(ref):
             return self._call(self._create, raw, context)
         if snapshot.config.debug:
@@ -197,6 +208,18 @@ class NameView:
                            found=found)
         return self._call(self._create, wire.replace_strings(raw, wire.CONTAINER_IMAGE, found),
                           context)
+
+    def _pod(self, raw):
+        """
+        :return: the L{cri_shim.model.selector.Pod} a CreateContainerRequest
+            names in its C{sandbox_config}, or C{None}.
+        """
+        try:
+            sandbox = self._api.PodSandboxConfig.FromString(
+                b"".join(wire.messages_at(raw, wire.CONTAINER_SANDBOX)))
+        except (wire.WireError, DecodeError):
+            return None
+        return pod_of_sandbox(sandbox)
 
     def _call(self, call, body, context):
         return thd_call(call, body, context, self._holder.current.config.timeout)

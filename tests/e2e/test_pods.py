@@ -274,3 +274,82 @@ class NamespaceRoutingTests(_PodCase):
                          [(self.second.host, True), (self.offline.host, False)])
         self.assertEqual(answer["decision"]["registry"], self.second.host)
         yield self.assertStopsCleanlyWithoutSecrets()
+
+
+class TenantTests(_PodCase):
+    """
+    Issue 17, finding 1, on a real containerd: a registry restricted to
+    C{team-a} holds team-a's private build of C{library/app:1}; an
+    unrestricted one holds the public build.
+    """
+
+    def tenant_config(self):
+        return "\n".join([
+            "shim: {}".format(self.node.socket),
+            "cri: {}".format(self.node.containerd.socket),
+            "admin: {}".format(self.node.admin),
+            "registries:",
+            "  - address: {}".format(self.offline.url),
+            "    auth: {}:{}".format(*ALICE),
+            "    namespaces: [team-a]",
+            "    priority: 1000",
+            "  - address: {}".format(self.second.url),
+            "    auth: {}:{}".format(*BOB),
+            "    priority: 900",
+        ]) + "\n" + EXTRA
+
+    def _status(self, name):
+        api = self.client.api
+        return self.client.ImageStatus(api.ImageStatusRequest(image=self.client.image(name)),
+                                       timeout=CALL_TIMEOUT)
+
+    def _listed(self):
+        api = self.client.api
+        return {image.id: list(image.repo_tags) for image in
+                self.client.ListImages(api.ListImagesRequest(), timeout=CALL_TIMEOUT).images}
+
+    def _repull_seconds(self, count=10):
+        """
+        :return: the seconds each of C{count} pulls of a present image for
+            team-a takes: what kubelet pays when ImageStatus cannot answer.
+        """
+        spent = []
+        for attempt in range(count):
+            started = time.monotonic()
+            self._pull_for("app:1", "team-a", "web-{}".format(attempt))
+            spent.append(time.monotonic() - started)
+        return spent
+
+    @inlineCallbacks
+    def test_tenant_never_gets_another_tenants_image(self):
+        """
+        After team-a pulls its private build, ImageStatus (no pod) does not
+        answer C{app:1} with it, nor, after team-b pulls the public build,
+        with that; each pull gets its own pod's image; ListImages shows
+        team-a's image under its registry's name, the public one under the
+        name asked for; by ID each image is found.
+        """
+        private = self.offline.push_image("library/app", "1", content=b"team a private build")
+        public = self.second.push_image("library/app", "1", content=b"public build")
+        yield self.start(self.tenant_config())
+        image_a = yield self.pull_for("app:1", "team-a", "web")
+        self.assertEqual(image_a, private.config_digest)
+        status = yield deferToThread(self._status, "app:1")
+        self.assertFalse(status.HasField("image"))
+        image_b = yield self.pull_for("app:1", "team-b", "web")
+        self.assertEqual(image_b, public.config_digest)
+        for name in ("app:1", "docker.io/library/app:1"):
+            status = yield deferToThread(self._status, name)
+            self.assertFalse(status.HasField("image"), name)
+        image_a = yield self.pull_for("app:1", "team-a", "web-2")
+        self.assertEqual(image_a, private.config_digest)
+        status = yield deferToThread(self._status, private.config_digest)
+        self.assertEqual(status.image.id, private.config_digest)
+        listed = yield deferToThread(self._listed)
+        self.assertEqual(listed[private.config_digest],
+                         ["{}/library/app:1".format(self.offline.host)])
+        self.assertEqual(listed[public.config_digest], ["docker.io/library/app:1"])
+        spent = yield deferToThread(self._repull_seconds)
+        twisted_log.msg("TENANT RE-PULL of a present image: median {:.4f} s, max {:.4f} s".format(
+            statistics.median(spent), max(spent)))
+        yield self.assertStopsCleanlyWithoutSecrets()

@@ -7,7 +7,7 @@ import json
 from twisted.trial.unittest import SynchronousTestCase
 
 from cri_shim.model.names import NameMap, View, parse_requested
-from cri_shim.model.reference import parse
+from cri_shim.model.reference import InvalidReference, parse
 
 HUB = "sealos.hub:5000"
 DIGEST = "sha256:" + "a" * 64
@@ -137,9 +137,9 @@ class NameMapTests(SynchronousTestCase):
         """
         names = _map(("a:1", HUB + "/a:1"), ("b@" + DIGEST, HUB + "/b@" + DIGEST))
         data = names.dump()
-        self.assertEqual(json.loads(data.decode("utf-8"))["names"], [
-            ["docker.io/library/a:1", HUB + "/a:1"],
-            ["docker.io/library/b@" + DIGEST, HUB + "/b@" + DIGEST]])
+        self.assertEqual(json.loads(data.decode("utf-8")), {"format": 2, "names": [
+            ["docker.io/library/a:1", HUB + "/a:1", []],
+            ["docker.io/library/b@" + DIGEST, HUB + "/b@" + DIGEST, []]]})
         self.assertEqual(NameMap.load(data).dump(), data)
         self.assertEqual(list(NameMap.load(data, limit=1).view().targets),
                          ["docker.io/library/b@" + DIGEST])
@@ -148,8 +148,95 @@ class NameMapTests(SynchronousTestCase):
         """
         Anything but a dumped document is refused with C{ValueError}.
         """
-        for data in [b"", b"\xff", b"[]", b'{"format": 2, "names": []}',
-                     b'{"format": 1, "names": {}}', b'{"format": 1, "names": [["a"]]}',
-                     b'{"format": 1, "names": [["a", 1]]}',
-                     b'{"format": 1, "names": [["a", "Not Valid"]]}']:
+        for data in [b"", b"\xff", b"[]", b'{"format": 3, "names": []}',
+                     b'{"format": 1, "names": [["a", "b"]]}',
+                     b'{"format": 2, "names": {}}', b'{"format": 2, "names": [["a", "b"]]}',
+                     b'{"format": 2, "names": [["a", 1, []]]}',
+                     b'{"format": 2, "names": [["a", "Not Valid", []]]}',
+                     b'{"format": 2, "names": [["a", "b", "c"]]}',
+                     b'{"format": 2, "names": [["a", "b", [1]]]}',
+                     b'{"format": 2, "names": [["a", "b", [""]]]}',
+                     b'{"format": 2, "names": [["a", "b", ["z", "y"]]]}',
+                     b'{"format": 2, "names": [["a", "b", ["y", "y"]]]}',
+                     b'{"format": 2, "names": [["a", "b", ["' + b"x" * 256 + b'"]]]}',
+                     b'{"format": 2, "names": [["a", "b", ' +
+                     json.dumps(["r%02d" % i for i in range(65)]).encode() + b']]}']:
             self.assertRaises(ValueError, NameMap.load, data)
+        # The bounds themselves are fine.
+        NameMap.load(b'{"format": 2, "names": [["a", "b", ' + json.dumps(
+            ["r%02d" % i for i in range(62)] + ["x" * 255, "y"]).encode() + b']]}')
+
+    def test_load_messages(self):
+        """
+        Each refusal names the entry and what is wrong with it.
+        """
+        for names, message in [
+                ([["a", "b"]], "names[0] is not [requested, stored, scope]"),
+                ([["a", "b", []], ["a", "b", ["y", "x"]]],
+                 "names[1]: the scope is not a sorted list of registry names"),
+                ([["a", "Not Valid", []]], "names[0]: {}".format(_invalid("Not Valid")))]:
+            with self.assertRaises(ValueError) as caught:
+                NameMap.load(json.dumps({"format": 2, "names": names}).encode())
+            self.assertEqual(str(caught.exception), message)
+
+    def test_load_refuses_pinned_elsewhere(self):
+        """
+        A name pinned by digest only ever maps to that digest: an entry
+        mapping it to another digest, or to a tag, refuses the document,
+        naming the entry.
+        """
+        other = "sha256:" + "b" * 64
+        for stored in [HUB + "/nginx@" + other, HUB + "/nginx:1"]:
+            data = json.dumps({"format": 2, "names": [
+                ["a:1", HUB + "/a:1", []], ["nginx@" + DIGEST, stored, []]]}).encode()
+            with self.assertRaises(ValueError) as caught:
+                NameMap.load(data)
+            self.assertEqual(str(caught.exception), "names[1]: {} is pinned by digest but stored "
+                             "as {}".format(parse("nginx@" + DIGEST), parse(stored)))
+        loaded = NameMap.load(json.dumps({"format": 2, "names": [
+            ["nginx:1@" + DIGEST, HUB + "/nginx@" + DIGEST, []]]}).encode())
+        self.assertEqual(loaded.view().targets, {"docker.io/library/nginx:1@" + DIGEST:
+                                                 HUB + "/nginx@" + DIGEST})
+
+    def test_scopes(self):
+        """
+        A name pulled for a restricted scope is looked up by that scope
+        alone and never shown as a requested name; the same name for
+        another scope is another entry; forgetting a name forgets it in
+        every scope; dumped and loaded, scopes are kept.
+        """
+        names = NameMap()
+        nginx = parse("nginx:1").with_default_tag()
+        private, public = parse("team-a.example/library/nginx:1"), parse(HUB + "/library/nginx:1")
+        self.assertTrue(names.record(nginx, private, ("team-a.example",)))
+        self.assertTrue(names.record(nginx, public))
+        first = names.view()
+        self.assertFalse(names.record(nginx, private, ("team-a.example",)))
+        view = names.view()
+        self.assertEqual((first.targets, first.scoped), (view.targets, view.scoped))
+        self.assertEqual(
+            [view.target(str(nginx)), view.target(str(nginx), ("team-a.example",)),
+             view.target(str(nginx), ("team-b.example",))],
+            [str(public), str(private), None])
+        self.assertEqual(view.present([str(private), str(public)], []),
+                         ([str(private), str(nginx)], []))
+        loaded = NameMap.load(names.dump())
+        self.assertEqual(loaded.dump(), names.dump())
+        self.assertEqual(loaded.view().scoped, {(str(nginx), ("team-a.example",)): str(private)})
+        self.assertTrue(bool(view))
+        self.assertTrue(names.forget([str(nginx)]))
+        self.assertFalse(bool(names.view()))
+        only_scoped = NameMap()
+        only_scoped.record(nginx, private, ("team-a.example",))
+        self.assertTrue(bool(only_scoped.view()))
+
+
+def _invalid(name):
+    """
+    :return: the message C{parse} refuses C{name} with.
+    """
+    try:
+        parse(name)
+    except InvalidReference as e:
+        return str(e)
+    raise AssertionError(name)

@@ -3,9 +3,10 @@ Tests for L{cri_shim.model.rewrite}: candidate naming and order, the lookups tha
 need no registry, local names, and which credentials a pull may carry.
 """
 
+import attr
 from twisted.trial.unittest import SynchronousTestCase
 
-from cri_shim.model import config, reference, rewrite
+from cri_shim.model import config, reference, rewrite, selector
 from cri_shim.testing import registry_config
 
 OFFLINE = registry_config("http://sealos.hub:5000", "admin", "pw", priority=1000, offline=True)
@@ -115,6 +116,80 @@ class LocalNamesTests(SynchronousTestCase):
         cfg = make_config(OFFLINE, MIRROR)
         ref = reference.parse("sealos.hub:5000/library/nginx:1")
         self.assertEqual(list(rewrite.local_names(cfg, ref)), ["sealos.hub:5000/library/nginx:1"])
+
+
+class TenantTests(SynchronousTestCase):
+    """
+    Names whose image depends on the pod (issue 17, finding 1).
+    """
+
+    def setUp(self):
+        self.team_a = attr.evolve(MIRROR, namespaces=("team-a",))
+        self.cfg = make_config(OFFLINE, self.team_a)
+        self.ref = reference.parse("nginx:1")
+        self.pod_a = selector.Pod("web", "team-a")
+        self.pod_b = selector.Pod("web", "team-b")
+
+    def test_contested(self):
+        """
+        A name is contested when a restricted registry may serve it or it
+        names one; never when pinned by digest, nor when the restricted
+        registry serves other domains only.
+        """
+        digest = "nginx@sha256:" + "a" * 64
+        quay_only = make_config(OFFLINE, attr.evolve(self.team_a, mirror_of=("quay.io",)))
+        unrestricted = make_config(OFFLINE, MIRROR)
+        table = [
+            (self.cfg, "nginx:1", True), (self.cfg, digest, False),
+            (self.cfg, "mirror.example/app:1", True), (self.cfg, "sealos.hub:5000/app:1", False),
+            (quay_only, "nginx:1", False), (quay_only, "quay.io/a/b:1", True),
+            (unrestricted, "nginx:1", False), (unrestricted, "mirror.example/app:1", False)]
+        for cfg, name, expected in table:
+            self.assertEqual(rewrite.contested(cfg, reference.parse(name)), expected, name)
+
+    def test_scope_only_registries_serving_the_image(self):
+        """
+        A pod's scope for an image holds the restricted registries that
+        serve both: none for an image they do not serve.
+        """
+        quay_only = make_config(OFFLINE, attr.evolve(self.team_a, mirror_of=("quay.io",)))
+        self.assertEqual(rewrite.scope(self.cfg, self.ref, self.pod_a), (MIRROR.name,))
+        self.assertEqual(rewrite.scope(self.cfg, self.ref, self.pod_b), ())
+        self.assertEqual(rewrite.scope(self.cfg, self.ref, None), ())
+        self.assertEqual(rewrite.scope(quay_only, self.ref, self.pod_a), ())
+
+    def test_local_names_contested(self):
+        """
+        For a contested name, a lookup without a pod finds nothing; one for
+        a pod only what was stored or cached for its scope; a stored name on
+        a registry that does not serve the pod is not trusted.
+        """
+        private = "mirror.example/library/nginx:1"
+        cached = rewrite.Decision(self.ref, reference.parse(private), self.team_a, rewrite.PROBE)
+        self.assertEqual(list(rewrite.local_names(self.cfg, self.ref, cached, private)), [])
+        self.assertEqual(list(rewrite.local_names(self.cfg, self.ref, cached, private,
+                                                  self.pod_a)), [private])
+        self.assertEqual(list(rewrite.local_names(self.cfg, self.ref, None, None,
+                                                  self.pod_a)), [])
+        self.assertEqual(list(rewrite.local_names(self.cfg, self.ref, None, private,
+                                                  self.pod_b)), [])
+        public = "sealos.hub:5000/library/nginx:1"
+        self.assertEqual(list(rewrite.local_names(self.cfg, self.ref, None, public,
+                                                  self.pod_b)), [public])
+
+    def test_trusted(self):
+        """
+        A recorded name is trusted for a pod when its registry serves the
+        pod, or is not configured.
+        """
+        for name, pod, expected in [
+                ("mirror.example/library/nginx:1", self.pod_a, True),
+                ("mirror.example/library/nginx:1", self.pod_b, False),
+                ("mirror.example/library/nginx:1", None, False),
+                ("sealos.hub:5000/library/nginx:1", None, True),
+                ("elsewhere.example/nginx:1", self.pod_b, True)]:
+            self.assertEqual(rewrite.trusted(self.cfg, reference.parse(name), pod), expected,
+                             (name, pod))
 
 
 class PullCredentialsTests(SynchronousTestCase):

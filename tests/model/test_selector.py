@@ -187,7 +187,7 @@ class MatchTests(SynchronousTestCase):
         ref = parse("nginx:latest")
 
         def key(pod):
-            return rewrite.cache_key(ref, rewrite.scope(cfg, pod))
+            return rewrite.cache_key(ref, rewrite.scope(cfg, ref, pod))
         self.assertEqual(key(None), "docker.io/library/nginx:latest")
         self.assertEqual(key(Pod("p", "default")), key(None))
         self.assertEqual(key(Pod("p", "team-a")), key(Pod("q", "team-a-ci")))

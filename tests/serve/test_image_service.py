@@ -118,7 +118,7 @@ class ShimTestMixin:
             if candidate.registry.name in holding:
                 decision = rewrite.Decision(ref, candidate.target, candidate.registry,
                                             rewrite.PROBE)
-                snapshot.cache.put(rewrite.cache_key(ref, rewrite.scope(snapshot.config, pod)),
+                snapshot.cache.put(rewrite.cache_key(ref, rewrite.scope(snapshot.config, ref, pod)),
                                    decision, 60)
                 return decision
         return rewrite.Decision(ref, None, None, rewrite.NOBODY,

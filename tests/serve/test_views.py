@@ -27,7 +27,7 @@ def _field(number, payload):
     return bytes([number << 3 | 2, len(payload)]) + payload
 
 
-class ViewTestsMixin(ShimTestMixin):
+class ViewHarness(ShimTestMixin):
     """
     A shim with a names store in a temporary folder.
     """
@@ -63,6 +63,12 @@ class ViewTestsMixin(ShimTestMixin):
 
     def use_names(self, names):
         self.holder.publish(attr.evolve(self.holder.current.config, names=names))
+
+
+class ViewTestsMixin(ViewHarness):
+    """
+    The requested-names view and store, in the image calls.
+    """
 
     # -- ImageStatus -------------------------------------------------------------
 
@@ -175,7 +181,7 @@ class ViewTestsMixin(ShimTestMixin):
         """
         self.pull_nginx()
         with open(self.store.path) as f:
-            self.assertEqual(json.load(f)["names"], [["docker.io/library/nginx:latest", HUB]])
+            self.assertEqual(json.load(f)["names"], [["docker.io/library/nginx:latest", HUB, []]])
         self.assertEqual(os.stat(self.store.path).st_mode & 0o777, 0o600)
         self.assertEqual(os.stat(self.store.folder).st_mode & 0o777, 0o700)
 
