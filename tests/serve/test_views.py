@@ -207,7 +207,7 @@ class ViewTestsMixin(ShimTestMixin):
         self.assertEqual(len(warnings), 1)
 
 
-def _refuse(path, data, mode):
+def _refuse(folder, name, data, mode):
     raise PermissionError(13, "Permission denied")
 
 
