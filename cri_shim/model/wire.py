@@ -3,7 +3,8 @@
 Read and replace one string field deep inside an encoded protobuf message
 without decoding the rest, so that every other byte of the message is
 relayed as it came: fields this shim does not declare, unknown fields and
-the order of map entries.  Pure.
+the order of map entries.  Pure (but for pausing to let other threads
+run).
 
 A field path is a tuple of field numbers, e.g. C{(2, 2, 1)} for
 C{CreateContainerRequest.config.image.image}: every field on the way is
@@ -14,10 +15,12 @@ fields off the path (unknown fields included, however small) are skipped by
 one regular expression, in C; Python steps only onto the fields on the
 path, onto fields longer than 127 bytes, and onto bytes that are no field
 (to raise L{WireError}).  A request holding more than L{MAX_OCCURRENCES}
-fields on the path is refused: kubelet sends one of each.
+fields on the path is refused: kubelet sends one of each.  Every
+L{_STRIDE} bytes the walk lets other threads run.
 """
 
 import re
+import time
 
 #: C{CreateContainerRequest.config.image.image} (CRI v1 and v1alpha2).
 CONTAINER_IMAGE = (2, 2, 1)
@@ -29,9 +32,10 @@ _VARINT, _FIXED64, _LENGTH, _FIXED32 = 0, 1, 2, 5
 _VARINT_BYTES = 10
 #: Longest length-delimited value the skipping expression reads.
 _SHORT = 0x7F
-#: Bytes skipped in one go.  The expression engine holds the GIL while it
-#: runs (a third of a millisecond for this many) and keeps some state for
-#: every field it has matched (about 1.5 MiB for this many one-byte fields).
+#: Bytes skipped in one go, and read between two pauses for other threads.
+#: The expression engine holds the GIL while it runs (a third of a
+#: millisecond for this many) and keeps some state for every field it has
+#: matched (about 1.5 MiB for this many one-byte fields).
 _STRIDE = 16 * 1024
 
 
@@ -193,6 +197,15 @@ def field(number, value):
     return _varint(number << 3 | _LENGTH) + _varint(len(value)) + value
 
 
+def _let_others_run():
+    """
+    Let the threads waiting for the GIL take it (sleeping releases it), so
+    that a long walk delays them by a stride, not by the interpreter's
+    switch interval (5 ms) each time they wake.
+    """
+    time.sleep(0)
+
+
 def _walk(data, path, start, end, budget):
     """
     Find the fields at C{path} in C{data[start:end]}.
@@ -208,7 +221,11 @@ def _walk(data, path, start, end, budget):
     skip = _skip(path[0])
     found = []
     position = start
+    pause = start + _STRIDE
     while position < end:
+        if position >= pause:
+            _let_others_run()
+            pause = position + _STRIDE
         position = skip.match(data, position, min(position + _STRIDE, end)).end()
         if position == end:
             break
