@@ -6,6 +6,7 @@ thread.
 """
 
 import os
+import secrets
 import tempfile
 
 
@@ -61,3 +62,42 @@ def write_atomically(path, data, mode=0o600, system=os):
     finally:
         system.close(directory)
     return target
+
+
+def replace_in(folder, name, data, mode=0o600, system=os):
+    """
+    Write C{data} to the file C{name} in an open folder, atomically as
+    L{write_atomically} does, and never through a symbolic link: a link at
+    C{name} is replaced by the file (its target is untouched), and the
+    temporary file is created with C{O_EXCL|O_NOFOLLOW} under a random
+    name, so a link planted there fails the write instead.
+
+    :param folder: a descriptor of the folder, open for reading.
+    :param name: the file's name in it.
+    :param data: the new content, C{bytes}.
+    :param mode: the new file's permission bits.
+    :param system: the C{os} module (tests pass one that records calls).
+    :raise OSError: when anything fails; the file is then untouched and no
+        temporary file is left behind.
+    """
+    temporary = ".{}.{}".format(name, secrets.token_hex(8))
+    fd = system.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+                     | os.O_CLOEXEC, mode, dir_fd=folder)
+    try:
+        try:
+            # The umask may have taken bits from C{mode}.
+            system.fchmod(fd, mode)
+            view = memoryview(data)
+            while view:
+                view = view[system.write(fd, view):]
+            system.fsync(fd)
+        finally:
+            system.close(fd)
+        system.rename(temporary, name, src_dir_fd=folder, dst_dir_fd=folder)
+    except BaseException:
+        try:
+            system.unlink(temporary, dir_fd=folder)
+        except FileNotFoundError:
+            pass
+        raise
+    system.fsync(folder)

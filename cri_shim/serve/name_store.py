@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.serve.test_name_store -*-
+# -*- test-case-name: tests.serve.test_name_store,tests.security.test_hardening_state -*-
 """
 [worker threads] The requested-names store: the L{cri_shim.model.names}
 map, kept in C{names.json} under the state folder and reconciled against the
@@ -9,16 +9,25 @@ changed) and record or forget names on the thread of the call that pulled or
 removed the image; that thread writes the file.  Losing the file (missing,
 corrupt, unwritable) loses only the presentation: pulls and status calls
 never fail on it, and it is logged once.
+
+The folder and the file are input from outside.  The folder must belong to
+the shim's user and be writable by nobody else; otherwise it is neither
+read nor written (an error names C{stateDir}), and the names live in memory
+only.  The file is read only if it is a regular file of at most
+L{MAX_FILE_BYTES}, opened without following a symbolic link or waiting on a
+FIFO, and replaced, never written through.
 """
 
+import errno
 import os
+import stat
 import threading
 
 from twisted.application import service
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 
-from cri_shim.files import write_atomically
+from cri_shim.files import replace_in
 from cri_shim.model import names
 
 #: The store's file, in the state folder.
@@ -27,18 +36,81 @@ FILE_NAME = "names.json"
 MAX_FILE_BYTES = 1024 * 1024
 
 
+class StateDirError(Exception):
+    """
+    The state folder is not one the shim may trust; the message says why.
+    """
+
+
+def _open_folder(path, create=False):
+    """
+    Open the state folder, checking that only the shim's user can change
+    what is in it: owned by that user (root, in production), not writable by
+    group or others.
+
+    :param create: make the folder, mode 0700, when it is missing.
+    :return: a descriptor of the folder.
+    :raise StateDirError: it is not a folder the shim may trust.
+    :raise OSError: it cannot be opened (C{FileNotFoundError}: it is
+        missing, and not to be made).
+    """
+    if create:
+        os.makedirs(path, mode=0o700, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except NotADirectoryError:
+        raise StateDirError("not a folder")
+    status = os.fstat(fd)
+    mode = stat.S_IMODE(status.st_mode)
+    problem = None
+    if status.st_uid != os.geteuid():
+        problem = "owned by uid {}, not by the shim's user (uid {})".format(
+            status.st_uid, os.geteuid())
+    elif mode & 0o022:
+        problem = "mode {:04o}: group or others may write in it".format(mode)
+    if problem is not None:
+        os.close(fd)
+        raise StateDirError(problem)
+    return fd
+
+
+def _read_file(folder):
+    """
+    :param folder: a descriptor from L{_open_folder}.
+    :return: the bytes of L{FILE_NAME} in it.
+    :raise FileNotFoundError: there is none.
+    :raise ValueError: it is not a regular file of at most
+        L{MAX_FILE_BYTES}, or a symbolic link (not followed).
+    """
+    try:
+        fd = os.open(FILE_NAME, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY
+                     | os.O_CLOEXEC, dir_fd=folder)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise ValueError("a symbolic link, not followed")
+        raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise ValueError("not a regular file")
+    with os.fdopen(fd, "rb") as f:
+        data = f.read(MAX_FILE_BYTES + 1)
+    if len(data) > MAX_FILE_BYTES:
+        raise ValueError("larger than {} bytes".format(MAX_FILE_BYTES))
+    return data
+
+
 class NameStore:
     """
     :param folder: the state folder (config C{stateDir}); made mode 0700
         when missing.
     :param limit: names remembered at most.
-    :param write: C{write_atomically}, or a stand-in for tests.
+    :param write: L{replace_in}, or a stand-in for tests.
     :ivar view: the current L{names.View}; read it from any thread.
     """
 
     log = Logger()
 
-    def __init__(self, folder, limit=names.MAX_NAMES, write=write_atomically):
+    def __init__(self, folder, limit=names.MAX_NAMES, write=replace_in):
         self.folder = folder
         self.path = os.path.join(folder, FILE_NAME)
         self._write = write
@@ -50,20 +122,34 @@ class NameStore:
 
     def _load(self, limit):
         try:
-            with open(self.path, "rb") as f:
-                data = f.read(MAX_FILE_BYTES + 1)
-            if len(data) > MAX_FILE_BYTES:
-                raise ValueError("larger than {} bytes".format(MAX_FILE_BYTES))
-            return names.NameMap.load(data, limit)
+            return names.NameMap.load(self._read(), limit)
         except FileNotFoundError:
             return names.NameMap(limit)
-        except (OSError, ValueError) as e:
+        except StateDirError as e:
+            self._refused(e)
+            return names.NameMap(limit)
+        # The file is input: whatever it holds (nesting deep enough for a
+        # RecursionError, bytes that are not UTF-8) costs only the names.
+        except Exception as e:
             self._failing = True
             self.log.warn(
                 "names store {path} unusable ({reason}); starting without it: images pulled "
                 "before show under their registry names until pulled again",
-                path=self.path, reason=getattr(e, "strerror", None) or e)
+                path=self.path, reason=_reason(e))
             return names.NameMap(limit)
+
+    def _read(self):
+        folder = _open_folder(self.folder)
+        try:
+            return _read_file(folder)
+        finally:
+            os.close(folder)
+
+    def _refused(self, error):
+        self._failing = True
+        self.log.error("stateDir {folder} refused ({reason}): requested names are kept in "
+                       "memory only, neither read from nor written to it",
+                       folder=self.folder, reason=error)
 
     def thd_record(self, requested, stored, scope=()):
         """
@@ -116,18 +202,32 @@ class NameStore:
             with self._lock:
                 data = self._map.dump()
             try:
-                os.makedirs(self.folder, mode=0o700, exist_ok=True)
-                self._write(self.path, data, 0o600)
+                folder = _open_folder(self.folder, create=True)
+                try:
+                    self._write(folder, FILE_NAME, data, 0o600)
+                finally:
+                    os.close(folder)
+            except StateDirError as e:
+                if not self._failing:
+                    self._refused(e)
+                return
             except OSError as e:
                 if not self._failing:
                     self._failing = True
                     self.log.warn("names store {path} cannot be written ({reason}); requested "
                                   "names are kept in memory only", path=self.path,
-                                  reason=e.strerror or e)
+                                  reason=_reason(e))
                 return
             if self._failing:
                 self._failing = False
                 self.log.info("names store {path} written again", path=self.path)
+
+
+def _reason(error):
+    """
+    :return: what went wrong, for the log.
+    """
+    return getattr(error, "strerror", None) or str(error) or type(error).__name__
 
 
 class ReconcileService(service.Service):

@@ -119,6 +119,29 @@ class NamesTests(_NodeMixin, unittest.SynchronousTestCase):
         self.assertEqual(self.node.shim_log().count("names store {} unusable".format(
             self.store_path)), 1)
 
+    def test_open_state_folder_refused(self):
+        """
+        A state folder every user may write in, holding a link at
+        C{names.json} to a root-only file: the shim starts and serves, shows
+        the requested name from memory, logs the refusal once, and never
+        writes through the link.
+        """
+        victim = os.path.join(os.path.dirname(self.node.state_dir), "shadow")
+        with open(victim, "w") as f:
+            f.write("root only\n")
+        os.chmod(victim, 0o600)
+        os.makedirs(self.node.state_dir)
+        os.chmod(self.node.state_dir, 0o777)
+        os.symlink(victim, self.store_path)
+        self.start()
+        self.pull("busybox")
+        self.assertShowsRequested()
+        with open(victim) as f:
+            self.assertEqual(f.read(), "root only\n")
+        self.assertEqual(os.readlink(self.store_path), victim)
+        self.assertEqual(self.node.shim_log().count("stateDir {} refused".format(
+            self.node.state_dir)), 1)
+
     def test_relayed_pull_failure_logged(self):
         """
         A pull of a name no registry holds, relayed unchanged, that fails

@@ -213,7 +213,7 @@ class ViewTestsMixin(ViewHarness):
         self.assertEqual(len(warnings), 1)
 
 
-def _refuse(path, data, mode):
+def _refuse(folder, name, data, mode):
     raise PermissionError(13, "Permission denied")
 
 
