@@ -9,9 +9,10 @@ C{names} modes and both CRI versions.
 
 import attr
 import grpc
+from twisted.logger import capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
-from cri_shim.model import config, wire
+from cri_shim.model import config, selector, wire
 from cri_shim.testing.registries import registry_config
 from tests.serve.test_image_service import OFFLINE
 from tests.serve.test_views import ViewHarness, _field
@@ -104,6 +105,61 @@ class TenantTestsMixin(ViewHarness):
         self.assertEqual(self.create_for("team-b"), PUBLIC)
         self.assertEqual(self.create_for("team-a"), PRIVATE)
         self.assertEqual(self.create_for("team-b"), PUBLIC)
+
+    def test_create_container_from_the_store(self):
+        """
+        With the decision cache emptied (a config change), CreateContainer
+        still finds each pod's own image by the names pulled for its scope
+        (in C{names: registry} nothing is remembered: it is refused).
+        """
+        self.pull_for("team-a")
+        self.pull_for("team-b")
+        self.holder.publish(attr.evolve(self.holder.current.config, debug=True))
+        if self.names == config.NAMES_REGISTRY:
+            self.assertRaises(grpc.RpcError, self.create_for, "team-a")
+            return
+        self.assertEqual(self.create_for("team-a"), PRIVATE)
+        self.assertEqual(self.create_for("team-b"), PUBLIC)
+
+    def test_status_logged(self):
+        """
+        ImageStatus logs (with C{debug: true}) that it did not answer for a
+        contested name; for others, whether the decision cache answered.
+        """
+        self.holder.publish(attr.evolve(self.holder.current.config, debug=True, registries=(
+            attr.evolve(TEAM_A, mirror_of=("quay.io",)), OFFLINE)))
+        self.pull_for("team-b")
+        with capturedLogs() as events:
+            self.status("nginx:1.25")
+            self.status("quay.io/a/b:1")
+        self.holder.publish(attr.evolve(self.holder.current.config))
+        with capturedLogs() as cold:
+            self.status("nginx:1.25")
+        self.assertEqual([formatEvent(event) for event in events + cold if "action" in event], [
+            "ImageStatus nginx:1.25 -> {} (registry=-, cache_hit=True, source=local)".format(
+                PUBLIC),
+            "ImageStatus quay.io/a/b:1 -> (not told: registries restricted to some workloads "
+            "serve it) (registry=-, cache_hit=False, source=restricted)",
+            "ImageStatus nginx:1.25 -> {} (registry=-, cache_hit=False, source=local)".format(
+                PUBLIC)])
+
+    def test_sandbox_without_namespace(self):
+        """
+        A sandbox config that names no namespace is no pod: a registry
+        restricted by labels alone does not serve it.
+        """
+        by_label = attr.evolve(TEAM_A, namespaces=(), pod_selector=selector.Selector(
+            match_labels=(("app", "web"),)))
+        self.holder.publish(attr.evolve(self.holder.current.config, registries=(
+            by_label, OFFLINE)))
+        request = self.api.PullImageRequest(image=self.api.ImageSpec(image="nginx:1.25"))
+        request.sandbox_config.metadata.name = "web"
+        request.sandbox_config.labels["app"] = "web"
+        self.client.PullImage(request, timeout=10)
+        request.sandbox_config.metadata.namespace = "default"
+        self.client.PullImage(request, timeout=10)
+        self.assertEqual([self.api.PullImageRequest.FromString(raw).image.image
+                          for _, raw, _, _ in self.runtime_calls("PullImage")], [PUBLIC, PRIVATE])
 
     def test_create_container_never_pulled_for_its_scope(self):
         """
