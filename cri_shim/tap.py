@@ -25,7 +25,7 @@ from twisted.python import usage
 from cri_shim import __version__
 from cri_shim.model import config as configuration, schema
 from cri_shim.serve import methods
-from cri_shim.sync import kube
+from cri_shim.sync import apiclient, kube
 from cri_shim.ops.admin import AdminResource, AdminState, add_readouts, admin_service
 from cri_shim.serve.bridge import cancellable_caller, pull_tracker
 from cri_shim.ops.cache_stats import CacheStatsLogger
@@ -160,7 +160,7 @@ def makeService(options, reactor=None):
 
     track_pull = pull_tracker(reactor, health.pull_started, health.pull_ended)
     events = EventRecorder(holder, reactor, partial(kube.find_cluster, os.environ),
-                           partial(_cluster_http, reactor), node_name(os.environ), metrics)
+                           partial(apiclient.http_for, reactor), node_name(os.environ), metrics)
     report_event = partial(reactor.callFromThread, events.record)
     store = NameStore(config.state_dir)
     rewriting = {}
@@ -181,7 +181,8 @@ def makeService(options, reactor=None):
     reloader.setServiceParent(root)
     poller = ConfigMapSync(options["config"], holder, reloader, reactor,
                            partial(kube.find_cluster, os.environ),
-                           partial(_cluster_http, reactor), metrics=metrics, uniform=uniform)
+                           partial(apiclient.http_for, reactor), metrics=metrics,
+                           uniform=uniform)
     reloader.also_on_sighup(poller.resync)
     poller.setServiceParent(root)
     health.setServiceParent(root)
@@ -197,11 +198,3 @@ def makeService(options, reactor=None):
                       config.admin_token_file).setServiceParent(root)
     grpc_server.setServiceParent(root)
     return root
-
-
-def _cluster_http(reactor, cluster):
-    """
-    :return: a treq client for the API server, verifying it as C{cluster}
-        says.
-    """
-    return HTTPClient(agent(reactor, cluster.tls_policy(), httputil.pool(reactor)))

@@ -2,8 +2,8 @@
 """
 An API server found, and how to authenticate to it: the L{Cluster} value
 (server, identity, TLS settings, its policy) and its kinds of login (a fixed
-token, a rotating token file, Basic); and how discovery says a candidate
-is missing or broken.
+token, a rotating token file, Basic, a client certificate in files kubelet
+rotates); and how discovery says a candidate is missing or broken.
 
 Secrets (tokens, passwords, private keys) never appear in a repr, an
 identity, a warning or a log line.
@@ -13,6 +13,7 @@ import os
 import time
 
 import attr
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from cri_shim.model.config import Secret
@@ -53,6 +54,9 @@ class Cluster:
     :ivar insecure: C{True} to skip verifying the server's certificate.
     :ivar client_cert_pem: the client certificate to present, or C{None}.
     :ivar client_key_pem: its private key, or C{None}.
+    :ivar client_files: the L{ClientFiles} they were read from, which
+        replace them as they rotate; C{None} when they are fixed (inline in
+        the kubeconfig) or absent.
     """
 
     server = attr.ib()
@@ -63,6 +67,7 @@ class Cluster:
     insecure = attr.ib(default=False)
     client_cert_pem = attr.ib(default=None, repr=False)
     client_key_pem = attr.ib(default=None, repr=False)
+    client_files = attr.ib(default=None)
 
     def headers(self):
         """
@@ -80,13 +85,18 @@ class Cluster:
         :return: a L{TLSPolicy} for L{cri_shim.registries.tls.agent}: the server's
             certificate verified against C{ca_pem} (or the system trust store)
             and its name or IP address checked, unless C{insecure}; the client
-            certificate presented, if any.
+            certificate presented, if any: with L{client_files}, the one they
+            held when last read (connections are made anew when it changes).
         """
-        client = trust = None
+        trust = None if self.ca_pem is None else pem.certificates(self.ca_pem)
+        files = self.client_files
+        if files is not None:
+            return TLSPolicy(lambda host, port: Settings(trust, files.certificate(),
+                                                         self.insecure),
+                             lambda: files.generation)
+        client = None
         if self.client_cert_pem is not None:
             client = pem.private_certificate(self.client_cert_pem, self.client_key_pem)
-        if self.ca_pem is not None:
-            trust = pem.certificates(self.ca_pem)
         settings = Settings(trust, client, self.insecure)
         return TLSPolicy(lambda host, port: settings)
 
@@ -186,6 +196,129 @@ class TokenFile:
         :return: the C{Authorization} header value.
         """
         return "Bearer " + self.current().reveal()
+
+
+class ClientFiles:
+    """
+    A client certificate and its key kept in files that are replaced as
+    they rotate: kubelet's C{kubelet-client-current.pem} is a symbolic link
+    it points at each new pair.  L{refresh} C{stat}s them in a thread and
+    reads them again there when the inode, size or modification time of
+    either changed (or always, when forced: after a 401); if they cannot be
+    read, or hold no usable pair, the last pair read stays in use and a
+    warning is logged (once, until a read succeeds).  One check runs at a
+    time; callers meanwhile share its outcome.
+
+    :param cert_path: the certificate's file, or C{None} (inline, fixed).
+    :param key_path: the key's file (may be the same), or C{None}.
+    :param labels: how errors name each (C{"client-certificate /path"}).
+    :param data: C{(certificate bytes, key bytes)} as read at discovery.
+    :param pair: C{(certificate PEM, key PEM)} checked from them.
+    """
+
+    log = Logger()
+
+    def __init__(self, cert_path, key_path, labels, data, pair):
+        self.cert_path = cert_path
+        self.key_path = key_path
+        self._labels = labels
+        self._data = data
+        self.pair = pair
+        #: Counts the pairs read so far, for the TLS policy.
+        self.generation = 0
+        self._certificate = None
+        self._stamps = None
+        self._check = None
+        self._failing = False
+
+    def __repr__(self):
+        return "ClientFiles({!r}, {!r})".format(self.cert_path, self.key_path)
+
+    def certificate(self):
+        """
+        :return: the C{PrivateCertificate} of the current pair.
+        """
+        if self._certificate is None or self._certificate[0] != self.generation:
+            self._certificate = (self.generation, pem.private_certificate(*self.pair))
+        return self._certificate[1]
+
+    def refresh(self, run, force=False):
+        """
+        Check the files, read them again if they changed.  Runs on the
+        reactor; the files are touched only in C{run}'s thread.
+
+        :param run: C{run(f, *args)} runs the blocking C{f} in a thread and
+            returns a Deferred of its result (C{deferToThreadPool} bound to
+            a reactor and a pool).
+        :param force: read them even if they look unchanged.
+        :return: a Deferred firing with whether the pair changed.
+        """
+        if self._check is not None:
+            forced, shared = self._check
+            follower = _follow(shared)
+            if force and not forced:
+                follower.addCallback(lambda changed: self.refresh(run, True).addCallback(
+                    lambda again: changed or again))
+            return follower
+        shared = run(_thd_read, self.cert_path, self.key_path, self._labels, self._data,
+                     None if force else self._stamps)
+        self._check = (force, shared)
+        shared.addBoth(self._checked)
+        return _follow(shared)
+
+    def _checked(self, result):
+        self._check = None
+        if not isinstance(result, tuple):
+            if not result.check(OSError, pem.PEMError):
+                self.log.failure("checking the client certificate failed", result)
+            elif not self._failing:
+                self.log.warn("cannot read the client certificate again ({problem}); keeping "
+                              "the last one read", problem=problem(result.value))
+            self._failing = True
+            return False
+        self._failing = False
+        self._stamps, pair = result
+        if pair is None or pair[:2] == self.pair:
+            return False
+        self.pair = pair[:2]
+        self.generation += 1
+        self.log.info("client certificate {path} changed: now {subject}",
+                      path=self.cert_path or self.key_path, subject=pair[2])
+        return True
+
+
+def _follow(shared):
+    """
+    :return: a Deferred firing with C{shared}'s result, which stays
+        C{shared}'s (cancelling it leaves C{shared} alone).
+    """
+    follower = Deferred()
+
+    def done(result):
+        follower.callback(result)
+        return result
+    shared.addCallback(done)
+    return follower
+
+
+def _thd_read(cert_path, key_path, labels, data, stamps):
+    """
+    Blocking: in a thread.  C{stat} the files; unless their stamps are
+    C{stamps}, read them (bounded, not following into a FIFO or device).
+
+    :return: C{(stamps, (certificate PEM, key PEM, subject) or None)}.
+    :raise OSError, pem.PEMError: they cannot be read or used.
+    """
+    paths = (cert_path, key_path)
+    now = tuple(None if path is None else _stamp(os.stat(path)) for path in paths)
+    if now == stamps:
+        return now, None
+    read = {}
+    for path, label in zip(paths, labels):
+        if path is not None and path not in read:
+            read[path] = pem.read_file(path, label)
+    cert, key = (data[i] if path is None else read[path] for i, path in enumerate(paths))
+    return now, pem.client_pair(cert, key, *labels)
 
 
 def _stamp(status):

@@ -14,22 +14,31 @@ of making a new one.
 
 The API server and identity are found as the ConfigMap sync finds them
 (L{cri_shim.sync.kube.find_cluster}: the node's kubelet.conf among them).
-Off with C{events: false}, and silently off where no cluster is found or
-the identity may not create events (logged once).  Messages never carry a
-configured password.
+Off with C{events: false}, and silently off where no cluster is found.  A
+refusal holds events back (L{cri_shim.sync.pacing}): one namespace's (being
+terminated, over its quota) for that namespace only, the identity's for
+every pod, each for a window that doubles while refusals last and ends at
+the next success; a 401 first reads the identity again and tries once more.
+A pod whose namespace or name Kubernetes would not take is never posted for
+(dropped, counted, said once), and every name in a URL is quoted.  Messages
+never carry a configured password: it is scrubbed from the whole texts
+before they are shortened.
 """
 
 import collections
 import json
 import socket
 import time
+from urllib.parse import quote
 
 from twisted.application import service
 from twisted.internet.defer import inlineCallbacks, returnValue, succeed
 from twisted.logger import Logger
 
 from cri_shim.metrics import Counter, Metrics
+from cri_shim.model import podevent
 from cri_shim.registries.httputil import describe_failure, read_capped
+from cri_shim.sync.pacing import IDENTITY, Gate, TokenBucket, refusal
 from cri_shim.sync.watch import status_message
 
 COMPONENT = "image-cri-shim"
@@ -57,35 +66,6 @@ def node_name(environ):
         case (kubelet's default).
     """
     return environ.get("NODE_NAME") or socket.gethostname().lower()
-
-
-class TokenBucket:
-    """
-    C{rate} tokens a second, at most C{burst} saved up.
-
-    :param seconds: returns the time in seconds (the injected clock).
-    """
-
-    def __init__(self, rate, burst, seconds):
-        self._rate = rate
-        self._burst = burst
-        self._seconds = seconds
-        self._tokens = float(burst)
-        self._stamp = seconds()
-
-    def take(self):
-        """
-        Take a token if there is one.
-
-        :return: C{0} when one was taken, else the seconds until there is one.
-        """
-        now = self._seconds()
-        self._tokens = min(self._burst, self._tokens + (now - self._stamp) * self._rate)
-        self._stamp = now
-        if self._tokens >= 1:
-            self._tokens -= 1
-            return 0
-        return (1 - self._tokens) / self._rate
 
 
 class _Series:
@@ -125,14 +105,15 @@ class EventRecorder(service.Service):
         self._series = collections.OrderedDict()
         self._cluster = self._http = None
         self._looked_at = None
-        self._off = None
+        self._gate = Gate(clock.seconds)
+        self._invalid_said = False
         self._condition = None
         self._sending = None
         self._wakeup = None
         self._serial = 0
         self.counts = (metrics or Metrics()).add(Counter(
             "image_cri_shim_pod_events_total", "Pod events, by outcome (posted, aggregated, "
-            "dropped, failed).", ("outcome",)))
+            "dropped, failed, invalid).", ("outcome",)))
 
     def stopService(self):
         """
@@ -154,7 +135,18 @@ class EventRecorder(service.Service):
 
         :param event: a L{cri_shim.model.podevent.PodEvent}.
         """
-        if not self.running or self._off or not self._holder.current.config.events:
+        if not self.running or not self._holder.current.config.events:
+            return
+        wrong = podevent.name_problem(event.pod)
+        if wrong is not None:
+            self.counts.inc("invalid")
+            if not self._invalid_said:
+                self._invalid_said = True
+                self.log.info("pod events: a pod's {which} {value} is not a valid Kubernetes "
+                              "name; events for such pods are dropped (said once)", which=wrong,
+                              value=repr(getattr(event.pod, wrong))[:100])
+            return
+        if self._held(event.pod.namespace):
             return
         if len(self._queue) >= self._queue_size:
             self.counts.inc("dropped")
@@ -186,13 +178,26 @@ class EventRecorder(service.Service):
         if self.running:
             self._pump()
 
+    def _held(self, namespace):
+        """
+        :return: whether events for C{namespace} are held back now (the
+            event is dropped and counted).
+        """
+        if self._gate.held(namespace):
+            self.counts.inc("dropped")
+            return True
+        return False
+
     @inlineCallbacks
     def _send(self, event, at):
         if not self._find_cluster():
             self._queue.clear()
             return
         pod = event.pod
-        key = (pod.namespace, pod.name, pod.uid, event.reason, event.message)
+        if self._held(pod.namespace):
+            return
+        message = event.render(self._scrub)
+        key = (pod.namespace, pod.name, pod.uid, event.reason, message)
         series = self._series.get(key)
         stamp = _timestamp(at)
         if series is not None and at - series.last <= AGGREGATE_WINDOW:
@@ -203,22 +208,22 @@ class EventRecorder(service.Service):
                 series.count += 1
                 series.last = at
                 self._series.move_to_end(key)
-                self._succeeded("aggregated")
+                self._succeeded("aggregated", pod.namespace)
                 return
             if code != 404:
                 return
         self._serial += 1
-        name = "{}.{:x}{:04x}".format(pod.name, int(at * 1e9), self._serial % 0x10000)
+        name = podevent.event_name(pod.name, at, self._serial)
         code = yield self._request("POST", pod.namespace, None, self._event(
-            event, name, stamp), "application/json")
+            event, message, name, stamp), "application/json")
         if code in (200, 201):
             self._series[key] = _Series(name, 1, at)
             self._series.move_to_end(key)
             while len(self._series) > SERIES:
                 self._series.popitem(last=False)
-            self._succeeded("posted")
+            self._succeeded("posted", pod.namespace)
 
-    def _event(self, event, name, stamp):
+    def _event(self, event, message, name, stamp):
         pod = event.pod
         return {
             "apiVersion": "v1", "kind": "Event",
@@ -226,7 +231,7 @@ class EventRecorder(service.Service):
             "involvedObject": {"apiVersion": "v1", "kind": "Pod", "name": pod.name,
                                "namespace": pod.namespace, "uid": pod.uid},
             "reason": event.reason, "type": event.type,
-            "message": self._scrub(event.message),
+            "message": message,
             "source": {"component": COMPONENT, "host": self._node},
             "reportingComponent": COMPONENT, "reportingInstance": self._node,
             "firstTimestamp": stamp, "lastTimestamp": stamp, "count": 1,
@@ -235,7 +240,7 @@ class EventRecorder(service.Service):
     def _scrub(self, message):
         """
         Runtimes' errors are quoted in messages: make sure no configured
-        password rides along.
+        password rides along (given each whole text, before it is cut).
         """
         for registry in self._holder.current.config.registries:
             credentials = registry.credentials
@@ -249,19 +254,43 @@ class EventRecorder(service.Service):
         :return: a Deferred firing with the status code, or C{None} when the
             request failed; failures and refusals are logged when they start.
         """
+        answer = yield self._ask(method, namespace, name, body, content_type)
+        if answer is not None and answer[0] == 401 and self._rediscover():
+            # Kubelet may have rotated its certificate, or the kubeconfig
+            # changed: read the identity again before holding events back.
+            answer = yield self._ask(method, namespace, name, body, content_type)
+        if answer is None:
+            returnValue(None)
+        code, data = answer
+        scope, why = refusal(code, data)
+        if scope is not None:
+            self.counts.inc("failed")
+            self._gate.refused(scope, namespace, code, why, self._cluster)
+            if scope == IDENTITY:
+                self._identity_refused(code)
+        elif code not in (200, 201, 404):
+            self.counts.inc("failed")
+            self._note("status:{}".format(code), "pod events: API server answered {code}: "
+                       "{detail}; events are dropped until it accepts them", "warn",
+                       code=code, detail=status_message(data))
+        returnValue(code)
+
+    @inlineCallbacks
+    def _ask(self, method, namespace, name, body, content_type):
+        """
+        :return: a Deferred firing with C{(status code, body)}, or C{None}
+            when the request failed (logged when that starts).
+        """
         cluster = self._cluster
-        url = "{}/api/v1/namespaces/{}/events".format(cluster.server, namespace)
-        if name is not None:
-            url += "/" + name
         try:
             headers = cluster.headers()
             headers.update({"Accept": ["application/json"], "Content-Type": [content_type]})
-            d = self._http.request(method, url, headers=headers,
-                                   data=json.dumps(body).encode("utf-8"))
+            d = self._http.request(method, event_url(cluster.server, namespace, name),
+                                   headers=headers, data=json.dumps(body).encode("utf-8"))
             d.addCallback(lambda response: read_capped(response, MAX_RESPONSE).addCallback(
                 lambda data: (response.code, data)))
             d.addTimeout(REQUEST_TIMEOUT, self._clock)
-            code, data = yield d
+            answer = yield d
         except Exception as e:
             self.counts.inc("failed")
             if self.running:
@@ -269,20 +298,34 @@ class EventRecorder(service.Service):
                            "({reason}); events are dropped until it answers", "warn",
                            server=cluster.server, reason=describe_failure(e, REQUEST_TIMEOUT))
             returnValue(None)
-        if code in (401, 403):
-            self._off = "denied"
-            self._queue.clear()
-            self.counts.inc("failed")
-            self.log.error("pod events off: {identity} (from {source}) may not create events "
-                           "({code} {detail}); set events: false to silence this",
-                           identity=cluster.identity, source=cluster.source, code=code,
-                           detail=status_message(data))
-        elif code not in (200, 201, 404):
-            self.counts.inc("failed")
-            self._note("status:{}".format(code), "pod events: API server answered {code}: "
-                       "{detail}; events are dropped until it accepts them", "warn",
-                       code=code, detail=status_message(data))
-        returnValue(code)
+        returnValue(answer)
+
+    def _rediscover(self):
+        """
+        Find the cluster again: its kubeconfig, token and certificate read
+        anew.
+
+        :return: whether one was found.
+        """
+        cluster, warnings = self._discover()
+        if cluster is None:
+            return False
+        self.log.info("pod events: {server} does not accept {identity}; found {again} "
+                      "(from {source}) and trying once more", server=self._cluster.server,
+                      identity=self._cluster.identity, again=cluster.identity,
+                      source=cluster.source)
+        self._cluster, self._http = cluster, self._http_for(cluster)
+        return True
+
+    def _identity_refused(self, code):
+        """
+        The identity may not post events: the events waiting are dropped,
+        and after a 401 the cluster is found again when the hold ends.
+        """
+        self.counts.inc("dropped", amount=len(self._queue))
+        self._queue.clear()
+        if code == 401:
+            self._cluster = self._http = self._looked_at = None
 
     def _find_cluster(self):
         """
@@ -306,8 +349,9 @@ class EventRecorder(service.Service):
         self._http = self._http_for(cluster)
         return True
 
-    def _succeeded(self, outcome):
+    def _succeeded(self, outcome, namespace):
         self.counts.inc(outcome)
+        self._gate.succeeded(namespace)
         if self._condition is not None:
             self._condition = None
             self.log.info("pod events are posted again")
@@ -319,6 +363,15 @@ class EventRecorder(service.Service):
         if condition != self._condition:
             self._condition = condition
             getattr(self.log, level)(log_format, **fields)
+
+
+def event_url(server, namespace, name=None):
+    """
+    :return: the URL of the Events of C{namespace}, or of the Event
+        C{name} there; each name quoted as one path segment.
+    """
+    url = "{}/api/v1/namespaces/{}/events".format(server, quote(namespace, safe=""))
+    return url if name is None else url + "/" + quote(name, safe="")
 
 
 def _timestamp(seconds):

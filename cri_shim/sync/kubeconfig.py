@@ -3,7 +3,8 @@
 Read one kubeconfig the way client-go does, at its C{current-context}: the
 server, how to verify it (inline or file certificate authority, or
 C{insecure-skip-tls-verify}), and the user's login (token, token file,
-Basic, client certificate).  Certificates and keys go through
+Basic, client certificate: from files, it is read again as they rotate,
+see L{cri_shim.sync.cluster.ClientFiles}).  Certificates and keys go through
 L{cri_shim.registries.pem}.  Errors never quote a credential.
 """
 
@@ -20,6 +21,7 @@ from cri_shim.sync.cluster import (
     BasicAuth,
     BearerToken,
     Broken,
+    ClientFiles,
     Cluster,
     Missing,
     TokenFile,
@@ -108,21 +110,26 @@ def load(path, source, root, clock):
     elif username is not None:
         auth = BasicAuth(username, Secret(_string(user, "password", "user") or ""))
         ways.append("basic auth as {!r}".format(username))
-    cert_pem = files.pem(user, "client-certificate", "user")
-    key_pem = files.pem(user, "client-key", "user")
-    if (cert_pem is None) != (key_pem is None):
+    cert_path, cert_label, cert_data = files.source(user, "client-certificate", "user")
+    key_path, key_label, key_data = files.source(user, "client-key", "user")
+    if (cert_data is None) != (key_data is None):
         raise Broken("user {!r} has a client certificate or key without the other".format(
             user_name))
-    if cert_pem is not None:
-        cert_pem, key_pem, subject = _checked(pem.client_pair, cert_pem, key_pem)
+    cert_pem = key_pem = client_files = None
+    if cert_data is not None:
+        cert_pem, key_pem, subject = _checked(pem.client_pair, cert_data, key_data)
         ways.append("client certificate " + subject)
+        if cert_path is not None or key_path is not None:
+            client_files = ClientFiles(cert_path, key_path, (cert_label, key_label),
+                                       (cert_data, key_data), (cert_pem, key_pem))
     if user_name is None:
         identity = "anonymous"
     else:
         identity = "user {!r} ({})".format(user_name, ", ".join(ways) or "no credentials")
     return Cluster(
         server=server.rstrip("/"), source=source, identity=identity, auth=auth, ca_pem=ca_pem,
-        insecure=insecure, client_cert_pem=cert_pem, client_key_pem=key_pem)
+        insecure=insecure, client_cert_pem=cert_pem, client_key_pem=key_pem,
+        client_files=client_files)
 
 
 def _entry(document, kind, name):
@@ -180,19 +187,27 @@ class _Files:
         :return: the bytes of C{settings[key + "-data"]} (base64), else of
             the file C{settings[key]} names, else C{None}.
         """
+        return self.source(settings, key, kind)[2]
+
+    def source(self, settings, key, kind):
+        """
+        :return: C{(where the file is on this machine, how errors name it,
+            its bytes)} for C{settings[key]}; C{(None, label, bytes)} for
+            C{settings[key + "-data"]} (base64), which wins; C{(None, None,
+            None)} when neither is set.
+        """
         data = _string(settings, key + "-data", kind)
         if data is not None:
             try:
-                return base64.b64decode(data, validate=True)
+                return None, key + "-data", base64.b64decode(data, validate=True)
             except binascii.Error:
                 raise Broken("{}-data is not valid base64".format(key))
         path = self.path(settings, key, kind)
         if path is None:
-            return None
-        return _checked(pem.read_file, self.real(path), "{} {}".format(key, path))
-
-
-
+            return None, None, None
+        label = "{} {}".format(key, path)
+        real = self.real(path)
+        return real, label, _checked(pem.read_file, real, label)
 
 
 def _checked(check, *args):

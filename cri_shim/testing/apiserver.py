@@ -33,8 +33,10 @@ class FakeAPIServer(Resource):
     Events (C{POST /api/v1/namespaces/{ns}/events}, C{PATCH .../events/{name}}
     with a merge patch) are kept in C{events}, keyed by C{(namespace,
     name)}: 201 with the object made, 409 on a name clash, 404 for a patch
-    of none, 403 with C{events_forbidden}; with C{stall_events}, event
-    requests are never answered (kept in C{stalled}).
+    of none, 403 with C{events_forbidden} (as RBAC words it), 403 for a
+    namespace of C{refused_namespaces} (C{"terminating"} or C{"quota"}, as
+    the admission plugins word them); with C{stall_events}, event requests
+    are never answered (kept in C{stalled}).
 
     :param clock: an C{IReactorTime} for watch timeouts and bookmarks.
     :ivar token: the bearer token required.
@@ -74,6 +76,7 @@ class FakeAPIServer(Resource):
         self.watches = []
         self.events = {}
         self.events_forbidden = False
+        self.refused_namespaces = {}
         self.stall_events = False
         self.stalled = []
 
@@ -228,6 +231,8 @@ class FakeAPIServer(Resource):
             return _status(request, 403, "Forbidden", (
                 'events is forbidden: User "system:node:worker-1" cannot create resource '
                 '"events" in API group "" in the namespace "{}"').format(parts[3]))
+        if parts[3] in self.refused_namespaces:
+            return _refused_in(request, parts[3], self.refused_namespaces[parts[3]])
         try:
             body = json.loads(request.content.read().decode("utf-8"))
         except ValueError:
@@ -358,6 +363,26 @@ def _forbidden(request, verb, namespace, name):
         'configmaps "{}" is forbidden: User "system:node:worker-1" cannot {} resource '
         '"configmaps" in API group "" in the namespace "{}"').format(name, verb, namespace),
         name=name)
+
+
+def _refused_in(request, namespace, why):
+    """
+    A 403 from an admission plugin: the namespace is being terminated
+    (with the C{NamespaceTerminating} cause), or its quota is used up.
+    """
+    request.setResponseCode(403)
+    if why == "terminating":
+        status = _status_body(403, "Forbidden", (
+            'events "x" is forbidden: unable to create new content in namespace {} because '
+            'it is being terminated').format(namespace))
+        status["details"] = {"kind": "events", "causes": [{
+            "reason": "NamespaceTerminating", "field": "metadata.namespace",
+            "message": "namespace {} is being terminated".format(namespace)}]}
+    else:
+        status = _status_body(403, "Forbidden", (
+            'events "x" is forbidden: exceeded quota: events, requested: count/events=1, '
+            'used: count/events=100, limited: count/events=100'))
+    return json.dumps(status).encode("utf-8")
 
 
 def _status(request, code, reason, message, name=None):

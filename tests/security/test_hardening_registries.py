@@ -31,13 +31,13 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.client import ResponseFailed
 from zope.interface import implementer
 
-from cri_shim import tap
 from cri_shim.model import config, merge, reference, schema
 from cri_shim.registries import httputil, pem
 from cri_shim.registries.health import DOWN, RegistryHealthChecker
 from cri_shim.registries.probe import DEFAULT_TOKEN_SECONDS, ProbeError, Prober
 from cri_shim.registries.tls import agent, read_registry_files, registry_policy
 from cri_shim.snapshot import SnapshotHolder
+from cri_shim.sync.apiclient import http_for
 from cri_shim.sync.cluster import Cluster
 from cri_shim.testing import FakeRegistries, FakeRegistry, make_ca, make_cert, registry_config
 
@@ -203,7 +203,7 @@ class HeaderBoundTests(TestCase):
         server, port = self.serve(_EndlessHeaders)
         cluster = Cluster(server="http://127.0.0.1:{}".format(port), source="test",
                           identity="test")
-        http = tap._cluster_http(reactor, cluster)
+        http = http_for(reactor, cluster)
         error = yield self.assertFailure(http.get(cluster.server + "/api/v1/x"), ResponseFailed)
         self.assertTrue(error.reasons[0].check(httputil.HeadersTooLarge), error.reasons)
         sent = yield server.closed

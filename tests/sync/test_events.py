@@ -14,7 +14,7 @@ from cri_shim.metrics import Metrics
 from cri_shim.model import podevent, schema
 from cri_shim.model.selector import Pod
 from cri_shim.snapshot import SnapshotHolder
-from cri_shim.sync import events
+from cri_shim.sync import events, pacing
 from cri_shim.sync.events import EventRecorder, TokenBucket
 from cri_shim.testing import FakeAPIServer
 
@@ -52,7 +52,11 @@ def event(pod=POD, message="pulled nginx:latest from sealos.hub:5000 as x"):
     return podevent.PodEvent(pod, podevent.IMAGE_REWRITTEN, podevent.NORMAL, message)
 
 
-class RecorderTests(SynchronousTestCase):
+class _RecorderMixin:
+    """
+    A recorder posting to L{FakeAPIServer} over StubTreq, on a fake clock.
+    """
+
     def setUp(self):
         self.clock = Clock()
         self.clock.advance(1700000000)
@@ -84,6 +88,8 @@ class RecorderTests(SynchronousTestCase):
         return {labels["outcome"]: value for _, labels, value in
                 self.recorder.counts.samples()}.get(outcome, 0)
 
+
+class RecorderTests(_RecorderMixin, SynchronousTestCase):
     def test_posted_on_the_pod(self):
         """
         An event becomes a core/v1 Event in the pod's namespace, on the pod
@@ -276,6 +282,195 @@ class RecorderTests(SynchronousTestCase):
         self.successResultOf(recorder.stopService())
         self.clock.advance(events.REQUEST_TIMEOUT * 2)
         self.assertEqual(len(silent.requests), 1)
+
+
+class HoldTests(_RecorderMixin, SynchronousTestCase):
+    """
+    A refusal holds back only whose it is, for a while (issue 17, #3).
+    """
+
+    def test_terminating_namespace_holds_only_it(self):
+        """
+        A namespace being terminated holds back its own events (said once,
+        naming it), while another namespace's are posted; it is tried again
+        after L{pacing.NAMESPACE_HOLD}, then twice that, and posted to again
+        once it takes events, without a restart.
+        """
+        self.api.refused_namespaces["team-a"] = "terminating"
+        self.start()
+        with capturedLogs() as captured:
+            self.record(event(message="a1"))
+            self.record(event(OTHER, message="b1"))
+            self.record(event(message="a2"))
+        self.assertEqual(list(self.api.events), [("team-b", list(self.api.events)[0][1])])
+        self.assertEqual(self.api.requests, 2)
+        self.assertEqual((self.count("failed"), self.count("dropped"), self.count("posted")),
+                         (1, 1, 1))
+        [warning] = [e for e in captured if e["log_level"] == LogLevel.warn]
+        self.assertEqual((warning["namespace"], warning["code"], warning["detail"],
+                          warning["retry"]),
+                         ("team-a", 403, "the namespace is being terminated",
+                          pacing.NAMESPACE_HOLD))
+        self.assertEqual([e for e in captured if e["log_level"] == LogLevel.error], [])
+
+        self.clock.advance(pacing.NAMESPACE_HOLD)
+        with capturedLogs() as captured:
+            self.record(event(message="a3"))
+            self.clock.advance(pacing.NAMESPACE_HOLD)
+            self.record(event(message="a4"))
+        self.assertEqual(self.api.requests, 3)
+        self.assertEqual([e for e in captured if e["log_level"] >= LogLevel.warn], [])
+
+        del self.api.refused_namespaces["team-a"]
+        self.clock.advance(pacing.NAMESPACE_HOLD)
+        with capturedLogs() as captured:
+            self.record(event(message="a5"))
+        self.assertIn("team-a", [namespace for namespace, _ in self.api.events])
+        self.assertEqual([e.get("namespace") for e in captured
+                          if "posted again" in e["log_format"]], ["team-a"])
+
+    def test_quota_holds_only_the_namespace(self):
+        """
+        A namespace over its quota of events holds back only its own.
+        """
+        self.api.refused_namespaces["team-a"] = "quota"
+        self.start()
+        with capturedLogs() as captured:
+            self.record(event(message="a1"), event(OTHER, message="b1"),
+                        event(message="a2"), event(OTHER, message="b2"))
+        self.assertEqual([namespace for namespace, _ in self.api.events], ["team-b"] * 2)
+        [warning] = [e for e in captured if e["log_level"] == LogLevel.warn]
+        self.assertIn("exceeded quota", warning["detail"])
+
+    def test_denied_identity_tried_again(self):
+        """
+        An identity that may not create events holds back every event, for
+        L{pacing.IDENTITY_HOLD}, then twice that; events are posted again
+        once it may, without a restart.
+        """
+        self.api.events_forbidden = True
+        self.start()
+        self.record(event(message="a"), event(OTHER, message="b"))
+        self.assertEqual(self.api.requests, 1)
+        self.clock.advance(pacing.IDENTITY_HOLD - 1)
+        self.record(event(message="c"))
+        self.assertEqual(self.api.requests, 1)
+        self.clock.advance(1)
+        self.record(event(message="d"))
+        self.assertEqual(self.api.requests, 2)
+        self.clock.advance(pacing.IDENTITY_HOLD)
+        self.record(event(message="e"))
+        self.assertEqual(self.api.requests, 2)
+        self.api.events_forbidden = False
+        self.clock.advance(pacing.IDENTITY_HOLD)
+        with capturedLogs() as captured:
+            self.record(event(OTHER, message="f"))
+            self.record(event(message="g"))
+        self.assertEqual(len(self.api.events), 2)
+        self.assertIn("pod events are posted again", [e["log_format"] for e in captured])
+
+    def test_401_reads_identity_again(self):
+        """
+        A 401 makes the cluster be found again (kubelet may have rotated
+        its certificate) and the post is tried once more with it.
+        """
+        self.cluster = FakeCluster("stale-token")
+        fresh = FakeCluster(self.api.token)
+        found = iter([self.cluster, fresh])
+        self.start(discover=lambda: (self.discover(), (next(found), []))[1])
+        self.record(event())
+        self.assertEqual(len(self.api.events), 1)
+        self.assertEqual((self.discovered, self.api.requests, self.count("failed")), (2, 2, 0))
+
+    def test_401_again_held_then_found_anew(self):
+        """
+        A 401 with the identity found again as well holds every event back,
+        and the cluster is found anew when the hold ends.
+        """
+        stale = FakeCluster("stale-token")
+        self.start(discover=lambda: (self.discover(), (stale, []))[1])
+        with capturedLogs() as captured:
+            self.record(event(message="a"), event(message="b"))
+        self.assertEqual((self.discovered, self.api.requests), (2, 2))
+        [error] = [e for e in captured if e["log_level"] == LogLevel.error]
+        self.assertEqual(error["code"], 401)
+        stale.token = self.api.token
+        self.clock.advance(pacing.IDENTITY_HOLD)
+        self.record(event(message="c"))
+        self.assertEqual((self.discovered, len(self.api.events)), (3, 1))
+
+
+class NamesTests(_RecorderMixin, SynchronousTestCase):
+    """
+    Names that would move the URL are never posted to (issue 17, #10).
+    """
+
+    def test_hostile_namespace_dropped(self):
+        """
+        A pod whose namespace is not a DNS label makes no request: the event
+        is dropped, counted as invalid, said once at info.
+        """
+        self.start()
+        hostile = Pod("web-1", "kube-system/configmaps/image-cri-shim?x=", "uid-9")
+        with capturedLogs() as captured:
+            self.record(event(hostile), event(Pod("../../x", "team-a")), event(hostile))
+        self.assertEqual((self.api.requests, self.count("invalid")), (0, 3))
+        [said] = [e for e in captured if "not a valid" in e["log_format"]]
+        self.assertEqual((said["log_level"], said["which"]), (LogLevel.info, "namespace"))
+        self.record(event())
+        self.assertEqual(self.api.requests, 1)
+
+    def test_segments_quoted(self):
+        """
+        Names are quoted as single path segments wherever an event URL is
+        built.
+        """
+        self.assertEqual(events.event_url("https://s", "a/b?c=1", "n#1/%"),
+                         "https://s/api/v1/namespaces/a%2Fb%3Fc%3D1/events/n%231%2F%25")
+        self.assertEqual(events.event_url("https://s", "team-a"),
+                         "https://s/api/v1/namespaces/team-a/events")
+
+    def test_longest_pod_name(self):
+        """
+        A pod with the longest name gets an Event whose name is valid.
+        """
+        self.start()
+        self.record(event(Pod("p" * 253, "team-a", "uid-1")))
+        [(_, name)] = self.api.events
+        self.assertLessEqual(len(name), 253)
+        self.assertIsNone(podevent.name_problem(Pod(name, "team-a")))
+
+
+class ScrubTests(_RecorderMixin, SynchronousTestCase):
+    """
+    Passwords are scrubbed before messages are cut (issue 17, #11).
+    """
+
+    def test_straddling_the_reason_cut(self):
+        """
+        A runtime's error with the password across the 160-character cut of
+        a registry's reason shows none of it.
+        """
+        self.start()
+        details = "failed to resolve: " + "y" * 150 + " s3cret-pw and more"
+        self.recorder.record(podevent.failed_over(POD, "nginx:1", [("hub", details)]))
+        self.http.flush()
+        [posted] = self.api.events.values()
+        self.assertNotIn("s3c", posted["message"])
+        self.assertIn("y <redac...", posted["message"])
+
+    def test_straddling_the_message_cut(self):
+        """
+        A password across the 1024-character cut of the message shows none
+        of it.
+        """
+        self.start()
+        name = "x" * (podevent.MAX_MESSAGE - 6 - len("refused ")) + "s3cret-pw:1"
+        self.recorder.record(podevent.refused(POD, name, ()))
+        self.http.flush()
+        [posted] = self.api.events.values()
+        self.assertNotIn("s3c", posted["message"])
+        self.assertTrue(posted["message"].endswith("x<re..."), posted["message"][-20:])
 
 
 class NodeNameTests(SynchronousTestCase):

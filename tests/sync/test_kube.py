@@ -393,6 +393,7 @@ class AuthTests(KubeconfigMixin, SynchronousTestCase):
         cluster = self.load(user={"client-certificate-data": b64(ADMIN[0]),
                                   "client-key-data": b64(ADMIN[1])})
         self.assertEqual((cluster.client_cert_pem, cluster.client_key_pem), ADMIN)
+        self.assertIsNone(cluster.client_files)
         self.assertIsNone(cluster.auth)
         self.assertEqual(cluster.headers(), {})
         self.assertEqual(cluster.identity, "user 'admin' (client certificate "
@@ -408,6 +409,12 @@ class AuthTests(KubeconfigMixin, SynchronousTestCase):
         cluster = self.load(user={"client-certificate": "pki/admin.crt",
                                   "client-key": "pki/admin.key"})
         self.assertEqual((cluster.client_cert_pem, cluster.client_key_pem), ADMIN)
+        files = cluster.client_files
+        self.assertEqual((files.cert_path, files.key_path, files.pair),
+                         (self.real("/etc/kubernetes/pki/admin.crt"),
+                          self.real("/etc/kubernetes/pki/admin.key"), ADMIN))
+        self.assertEqual(repr(files), "ClientFiles({!r}, {!r})".format(files.cert_path,
+                                                                       files.key_path))
 
     def test_kubelet_combined_pem(self):
         """
