@@ -10,6 +10,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 
 from cri_shim.testing import hooks
+from cri_shim.testing.apistatus import forbidden, refused_in, status, status_body, too_large
 
 
 class FakeAPIServer(Resource):
@@ -184,20 +185,20 @@ class FakeAPIServer(Resource):
         if self.body is not None:
             return self.body
         if self.status is not None:
-            return _status(request, self.status, "InternalError", "etcdserver: leader changed")
+            return status(request, self.status, "InternalError", "etcdserver: leader changed")
         if request.getHeader("authorization") != "Bearer " + self.token:
-            return _status(request, 401, "Unauthorized", "Unauthorized")
+            return status(request, 401, "Unauthorized", "Unauthorized")
         if not found:
-            return _status(request, 404, "NotFound", "the server could not find the "
+            return status(request, 404, "NotFound", "the server could not find the "
                            "requested resource")
         namespace = parts[3]
         name = parts[5] if kind == "get" else (
             query.get("fieldSelector", "").partition("metadata.name=")[2] or None)
         if self.forbidden or (kind == "watch" and self.watch_forbidden):
-            return _forbidden(request, kind, namespace, name)
+            return forbidden(request, kind, namespace, name)
         if kind == "get":
             if (namespace, name) not in self._configmaps:
-                return _status(request, 404, "NotFound",
+                return status(request, 404, "NotFound",
                                'configmaps "{}" not found'.format(name), name=name)
             return json.dumps(self._object(namespace, name)).encode("utf-8")
         if kind == "list":
@@ -218,33 +219,33 @@ class FakeAPIServer(Resource):
         self.requests += 1
         request.setHeader("content-type", "application/json")
         if request.getHeader("authorization") != "Bearer " + self.token:
-            return _status(request, 401, "Unauthorized", "Unauthorized")
+            return status(request, 401, "Unauthorized", "Unauthorized")
         parts = request.path.decode("ascii").strip("/").split("/")
         if (len(parts) not in (5, 6) or parts[:3] != ["api", "v1", "namespaces"]
                 or parts[4] != "events"):
-            return _status(request, 404, "NotFound", "the server could not find the "
+            return status(request, 404, "NotFound", "the server could not find the "
                            "requested resource")
         if self.stall_events:
             self.stalled.append(request)
             return NOT_DONE_YET
         if self.events_forbidden:
-            return _status(request, 403, "Forbidden", (
+            return status(request, 403, "Forbidden", (
                 'events is forbidden: User "system:node:worker-1" cannot create resource '
                 '"events" in API group "" in the namespace "{}"').format(parts[3]))
         if parts[3] in self.refused_namespaces:
-            return _refused_in(request, parts[3], self.refused_namespaces[parts[3]])
+            return refused_in(request, parts[3], self.refused_namespaces[parts[3]])
         try:
             body = json.loads(request.content.read().decode("utf-8"))
         except ValueError:
-            return _status(request, 400, "BadRequest", "not JSON")
+            return status(request, 400, "BadRequest", "not JSON")
         return answer(request, parts[3], parts[5] if len(parts) == 6 else None, body)
 
     def _create_event(self, request, namespace, name, event):
         name = (event.get("metadata") or {}).get("name")
         if not name or event.get("metadata", {}).get("namespace", namespace) != namespace:
-            return _status(request, 422, "Invalid", "metadata.name and namespace")
+            return status(request, 422, "Invalid", "metadata.name and namespace")
         if (namespace, name) in self.events:
-            return _status(request, 409, "AlreadyExists",
+            return status(request, 409, "AlreadyExists",
                            'events "{}" already exists'.format(name), name=name)
         self._version += 1
         event["metadata"].update(resourceVersion=str(self._version), uid="event-{}".format(
@@ -256,7 +257,7 @@ class FakeAPIServer(Resource):
     def _patch_event(self, request, namespace, name, patch):
         event = self.events.get((namespace, name))
         if name is None or event is None:
-            return _status(request, 404, "NotFound",
+            return status(request, 404, "NotFound",
                            'events "{}" not found'.format(name), name=name)
         event.update(patch)
         self._version += 1
@@ -272,21 +273,17 @@ class FakeAPIServer(Resource):
         try:
             since = int(query.get("resourceVersion") or self._version)
         except ValueError:
-            return _status(request, 400, "BadRequest", "invalid resourceVersion")
+            return status(request, 400, "BadRequest", "invalid resourceVersion")
         if since < self._oldest:
             message = "too old resource version: {} ({})".format(since, self._oldest)
             if self.gone_as_status:
-                return _status(request, 410, "Expired", message)
+                return status(request, 410, "Expired", message)
             request.write(_line({"type": "ERROR",
-                                 "object": _status_body(410, "Expired", message)}))
+                                 "object": status_body(410, "Expired", message)}))
             request.finish()
             return NOT_DONE_YET
         if since > self._version:
-            # What the API server answers (storage.NewTooLargeResourceVersionError).
-            status = _status_body(504, "Timeout", "Timeout: Too large resource version: {}, "
-                                  "current: {}".format(since, self._version))
-            status["details"] = {"retryAfterSeconds": 1, "causes": [{
-                "reason": "ResourceVersionTooLarge", "message": "Too large resource version"}]}
+            status = too_large(since, self._version)
             if not self.too_large_as_event:
                 request.setResponseCode(504)
                 return json.dumps(status).encode("utf-8")
@@ -356,46 +353,3 @@ class _Watch:
 
 def _line(body):
     return json.dumps(body).encode("utf-8") + b"\n"
-
-
-def _forbidden(request, verb, namespace, name):
-    return _status(request, 403, "Forbidden", (
-        'configmaps "{}" is forbidden: User "system:node:worker-1" cannot {} resource '
-        '"configmaps" in API group "" in the namespace "{}"').format(name, verb, namespace),
-        name=name)
-
-
-def _refused_in(request, namespace, why):
-    """
-    A 403 from an admission plugin: the namespace is being terminated
-    (with the C{NamespaceTerminating} cause), or its quota is used up.
-    """
-    request.setResponseCode(403)
-    if why == "terminating":
-        status = _status_body(403, "Forbidden", (
-            'events "x" is forbidden: unable to create new content in namespace {} because '
-            'it is being terminated').format(namespace))
-        status["details"] = {"kind": "events", "causes": [{
-            "reason": "NamespaceTerminating", "field": "metadata.namespace",
-            "message": "namespace {} is being terminated".format(namespace)}]}
-    else:
-        status = _status_body(403, "Forbidden", (
-            'events "x" is forbidden: exceeded quota: events, requested: count/events=1, '
-            'used: count/events=100, limited: count/events=100'))
-    return json.dumps(status).encode("utf-8")
-
-
-def _status(request, code, reason, message, name=None):
-    """
-    Set C{code} and return a C{Status} body saying it.
-    """
-    request.setResponseCode(code)
-    return json.dumps(_status_body(code, reason, message, name)).encode("utf-8")
-
-
-def _status_body(code, reason, message, name=None):
-    status = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-              "message": message, "reason": reason, "code": code}
-    if name is not None:
-        status["details"] = {"name": name, "kind": "configmaps"}
-    return status
