@@ -283,11 +283,11 @@ class FakeAPIServer(Resource):
             request.finish()
             return NOT_DONE_YET
         if since > self._version:
-            status = too_large(since, self._version)
+            refusal = too_large(since, self._version)
             if not self.too_large_as_event:
                 request.setResponseCode(504)
-                return json.dumps(status).encode("utf-8")
-            request.write(_line({"type": "ERROR", "object": status}))
+                return json.dumps(refusal).encode("utf-8")
+            request.write(_line({"type": "ERROR", "object": refusal}))
             request.finish()
             return NOT_DONE_YET
         watch = _Watch(self, request, namespace, name,
