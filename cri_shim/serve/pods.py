@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.serve.test_image_service -*-
+# -*- test-case-name: tests.serve.test_image_service,tests.security.test_tenants -*-
 """
 [worker threads] The pod a CRI pull or container is for: kubelet's
 C{sandbox_config} translated to a L{cri_shim.model.selector.Pod}, which the

@@ -132,6 +132,9 @@ class TenantTestsMixin(ViewHarness):
         with capturedLogs() as events:
             self.status("nginx:1.25")
             self.status("quay.io/a/b:1")
+            held = self.runtime.images.pop(PUBLIC)
+            self.status("nginx:1.25")
+            self.runtime.images[PUBLIC] = held
         self.holder.publish(attr.evolve(self.holder.current.config))
         with capturedLogs() as cold:
             self.status("nginx:1.25")
@@ -140,6 +143,8 @@ class TenantTestsMixin(ViewHarness):
                 PUBLIC),
             "ImageStatus quay.io/a/b:1 -> (not told: registries restricted to some workloads "
             "serve it) (registry=-, cache_hit=False, source=restricted)",
+            "ImageStatus nginx:1.25 -> (not present) (registry=-, cache_hit=True, "
+            "source=local)",
             "ImageStatus nginx:1.25 -> {} (registry=-, cache_hit=False, source=local)".format(
                 PUBLIC)])
 
