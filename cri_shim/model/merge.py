@@ -119,11 +119,14 @@ def _registries(reader, value):
         if not address:
             reader.warn("{}: no address; entry skipped".format(key))
             continue
-        # Read as the node's file reads them, so that one written with no
-        # value (its items commented out) refuses the ConfigMap rather than
-        # leaving the registry unrestricted.
-        selector.read_namespaces(reader, section, "namespaces", key + ".namespaces")
-        selector.read_selector(reader, section, "podSelector", key + ".podSelector")
+        # Checked as the node's file checks them, so that one written with
+        # no value (its items commented out) refuses the ConfigMap rather
+        # than leaving the registry unrestricted.  Their notices come when
+        # the merged file is read.
+        check = Reader()
+        selector.read_namespaces(check, section, "namespaces", key + ".namespaces")
+        selector.read_selector(check, section, "podSelector", key + ".podSelector")
+        reader.problems.extend(check.problems)
         for name in _NODE_LOCAL:
             if section.pop(name, None) is not None:
                 reader.warn("{}.{}: node-local, set only in the node's config file; ignored "

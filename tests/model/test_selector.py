@@ -191,6 +191,18 @@ class ReadTests(SynchronousTestCase):
             "leave the key out",
         ])
 
+    def test_from_configmap_warned_once(self):
+        """
+        The ConfigMap's restrictions are checked when it is read, but what
+        is only warned about is told once, when the merged file is read.
+        """
+        settings, notices = read_cluster_settings(
+            b"registries: [{address: a.example, podSelector: {matchLabel: {a: b}}}]\n")
+        self.assertEqual(notices, [])
+        _, notices = schema.load(dump(merge({}, settings)[0]))
+        self.assertEqual([notice.message for notice in notices], [
+            "ignoring unknown key registries[0].podSelector.matchLabel"])
+
     def test_from_configmap(self):
         """
         From the ConfigMap, the keys are merged like C{mirrorOf}: an entry
