@@ -144,10 +144,11 @@ class Registry:
 
     def holds_name(self, ref):
         """
-        :return: whether C{ref} already names this registry's host; host
-            names compare case-insensitively, as in L{reference.Reference.moved}.
+        :return: whether C{ref} already names this registry's host, in any
+            case, with or without the default port
+            (L{cri_shim.model.address.RegistryAddress.names_host}).
         """
-        return ref.domain.lower() == self.address.host
+        return self.address.names_host(ref.domain)
 
     def holds_path(self, ref):
         """

@@ -16,9 +16,10 @@ import copy
 
 import yaml
 
+from cri_shim.model import selector
+from cri_shim.model.address import InvalidRegistryAddress, parse_registry_address
 from cri_shim.model.config import ConfigError, Notice
 from cri_shim.model.reader import Reader, parse_yaml
-from cri_shim.model.reference import InvalidRegistryAddress, parse_registry_address
 
 _TOP = ("version", "sealos", "registries", "offlinePriority", "reloadInterval", "force",
         "debug", "timeout", "cache")
@@ -118,6 +119,14 @@ def _registries(reader, value):
         if not address:
             reader.warn("{}: no address; entry skipped".format(key))
             continue
+        # Checked as the node's file checks them, so that one written with
+        # no value (its items commented out) refuses the ConfigMap rather
+        # than leaving the registry unrestricted.  Their notices come when
+        # the merged file is read.
+        check = Reader()
+        selector.read_namespaces(check, section, "namespaces", key + ".namespaces")
+        selector.read_selector(check, section, "podSelector", key + ".podSelector")
+        reader.problems.extend(check.problems)
         for name in _NODE_LOCAL:
             if section.pop(name, None) is not None:
                 reader.warn("{}.{}: node-local, set only in the node's config file; ignored "
@@ -169,32 +178,53 @@ def merge(local, settings):
 
 def _same_address(local, cluster):
     """
-    Whether two registry addresses name the same registry (scheme, host,
-    port and path prefix), however they are spelled.
+    Whether two registry addresses name the same registry by the same
+    scheme, however they are spelled (a login written for https is not
+    carried to http).
     """
     if not isinstance(local, str):
         return False
+    local, cluster = _parsed(local), _parsed(cluster)
+    if isinstance(local, str) or isinstance(cluster, str):
+        return local == cluster
+    return (local.scheme, local.key) == (cluster.scheme, cluster.key)
+
+
+def _registry_key(address):
+    """
+    :return: what tells C{address}'s registry from others however it is
+        spelled (L{cri_shim.model.address.RegistryAddress.key}); for an
+        address that does not parse (the config's reader reports it), its
+        text.
+    """
+    parsed = _parsed(address)
+    return parsed if isinstance(parsed, str) else parsed.key
+
+
+def _parsed(address):
     try:
-        return parse_registry_address(local.strip()) == parse_registry_address(cluster)
+        return parse_registry_address(address.strip())
     except InvalidRegistryAddress:
-        return local.strip() == cluster
+        return address.strip()
 
 
 def _merge_registries(local, cluster):
     """
-    The cluster's list replaces the local one; an entry for an address the
-    local file already had keeps the local entry's other keys (TLS files,
-    C{mirrorOf}, keys this shim does not know).
+    The cluster's list replaces the local one; an entry for a registry the
+    local file already had, however either spells its address, keeps the
+    local entry's other keys (C{namespaces}, TLS files, C{mirrorOf}, keys
+    this shim does not know).
     """
     by_address = {}
     for entry in local if isinstance(local, list) else ():
         if isinstance(entry, dict):
             address = _get(entry, "address")
             if isinstance(address, str):
-                by_address[address.strip()] = entry
+                by_address.setdefault(_registry_key(address), entry)
     merged = []
     for entry in cluster:
-        kept = {key: value for key, value in by_address.get(entry["address"], {}).items()
+        kept = {key: value for key, value in
+                by_address.get(_registry_key(entry["address"]), {}).items()
                 if key.lower() not in _OWNED}
         for name, value in entry.items():
             _set(kept, name, value)

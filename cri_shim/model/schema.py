@@ -277,9 +277,9 @@ def _restricted(reader, key, section, registry):
     """
     return attr.evolve(
         registry,
-        namespaces=selector.read_namespaces(reader, section.get("namespaces"),
+        namespaces=selector.read_namespaces(reader, section, "namespaces",
                                             join(key, "namespaces")),
-        pod_selector=selector.read_selector(reader, section.get("podSelector"),
+        pod_selector=selector.read_selector(reader, section, "podSelector",
                                             join(key, "podSelector")))
 
 
@@ -305,8 +305,12 @@ def _mirror_of(reader, value, key):
 
 
 def _find(registries, address):
+    """
+    :return: the registry of C{registries} at C{address}, however either
+        is spelled (L{reference.RegistryAddress.key}), or C{None}.
+    """
     for registry in registries:
-        if registry.address.host == address.host and registry.address.prefix == address.prefix:
+        if registry.address.key == address.key:
             return registry
     return None
 

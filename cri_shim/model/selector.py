@@ -123,14 +123,22 @@ def admits(namespaces, selector, pod):
     return selector is None or selector.matches(pod.label_map)
 
 
-def read_namespaces(reader, value, key):
+def read_namespaces(reader, section, name, key):
     """
     Read a registry's C{namespaces}: a list of namespace names (one name
-    alone is taken as a list of one).
+    alone is taken as a list of one).  Written with nothing in it (C{[]},
+    or no value: its items commented out) it is refused, never read as
+    "every namespace".
 
+    :param section: the registry entry, by canonical key names.
+    :param name: C{"namespaces"}.
     :return: a tuple of names; empty when absent.
     """
+    value = section.get(name)
     if value is None:
+        if name in section:
+            reader.problem(key, "empty (no namespace is listed): no pod could use this "
+                           "registry; leave the key out to serve every namespace")
         return ()
     if isinstance(value, str):
         value = [value]
@@ -152,18 +160,30 @@ def read_namespaces(reader, value, key):
     return tuple(sorted(set(names)))
 
 
-def read_selector(reader, value, key):
+def read_selector(reader, section, name, key):
     """
     Read a registry's C{podSelector}: C{matchLabels} (label: value) and
-    C{matchExpressions} (C{{key, operator, values}}), as in Kubernetes.
+    C{matchExpressions} (C{{key, operator, values}}), as in Kubernetes: an
+    empty selector (C{{}}) selects every pod.  The selector or either of
+    its keys written with no value (its lines commented out) is refused,
+    never read as empty.
 
+    :param section: the registry entry, by canonical key names.
+    :param name: C{"podSelector"}.
     :return: a L{Selector}, or C{None} when absent.
     """
+    value = section.get(name)
     if value is None:
+        if name in section:
+            reader.problem(key, "no value: give matchLabels or matchExpressions ({} selects "
+                           "every pod), or leave the key out to serve every pod")
         return None
     section = reader.mapping(value, key, _SELECTOR_KEYS)
     if section is None:
         return None
+    for part in _SELECTOR_KEYS:
+        if part in section and section[part] is None:
+            reader.problem(key + "." + part, "no value: give it one, or leave the key out")
     labels = []
     raw_labels = section.get("matchLabels") or {}
     if not isinstance(raw_labels, dict):

@@ -26,6 +26,7 @@ from cri_shim import __version__
 from cri_shim.model import reference, rewrite
 from cri_shim.model.selector import Pod
 from cri_shim.ops import access
+from cri_shim.ops.readiness import Readiness
 from cri_shim.registries.health import DOWN
 from cri_shim.metrics import Readout
 
@@ -206,17 +207,17 @@ class AdminState:
         self._resolver = resolver
         self._reloader = reloader
         self._grpc = grpc
-        self._upstream = upstream
-        self._reactor = reactor
+        self._readiness = Readiness(lambda: deferToThreadPool(
+            reactor, reactor.getThreadPool(), upstream.runtime_answers, 2.0), reactor)
 
     def ready(self, request):
         """
-        Ready when the CRI socket serves and the runtime answers.
+        Ready when the CRI socket serves and the runtime answers (its answer
+        is given again for L{cri_shim.ops.readiness.TTL} seconds).
         """
         if not self._grpc.running:
             return _status(request, 503, "not serving")
-        d = deferToThreadPool(self._reactor, self._reactor.getThreadPool(),
-                              self._upstream.runtime_answers, 2.0)
+        d = self._readiness.runtime_answers()
         d.addCallback(lambda answers: ("text/plain", b"ready\n") if answers
                       else _status(request, 503, "the runtime does not answer"))
         return d

@@ -6,9 +6,10 @@ it answers again, so a dead registry costs no pull a timeout.
 Idle means silent: health is learned from the lookups and pulls the node
 makes anyway (passive health), and a registry is asked C{GET /v2/} only
 when that is needed: once when it is new (not seen yet), while it is down
-(to see it come back), and while a pull from it is in progress (a stalled
-registry gives the pull no error).  A registry that is up is not asked
-anything while nothing is pulled.
+or its last check failed (to see it come back, or go), and while a pull
+from it is in progress (a stalled registry gives the pull no error).  A
+registry that is up is not asked anything while nothing is pulled: the
+check a pull scheduled is cancelled when the last pull from it ends.
 
 A registry is down at once when a lookup or a pull could not reach it, or
 after C{failureThreshold} failed checks in a row.  A down registry is
@@ -162,11 +163,18 @@ class RegistryHealthChecker(service.Service):
 
     def pull_ended(self, name):
         """
-        A pull from C{name} ended (see L{pull_started}).
+        A pull from C{name} ended (see L{pull_started}).  When it was the
+        last and the registry is up with no failed check pending, its check
+        is cancelled: an up registry is asked nothing while nothing is
+        pulled.  A down one, one not seen yet, or one whose last check
+        failed keeps its checks.
         """
         health = self.registries.get(name)
-        if health is not None:
-            health.pulls = max(health.pulls - 1, 0)
+        if health is None:
+            return
+        health.pulls = max(health.pulls - 1, 0)
+        if not health.pulls and health.state == UP and not health.failures:
+            self._cancel(health)
 
     def _cancel(self, health):
         if health.call is not None and health.call.active():

@@ -863,6 +863,26 @@ class RegistryEntryTests(SynchronousTestCase):
                      "entry ignored"),
         ])
 
+    def test_duplicates_default_port(self):
+        """
+        An address with its scheme's default port, or a trailing slash, is
+        the registry written without them (issue 17, #7b).
+        """
+        loaded, notices = _load("""
+            registries:
+              - address: team-a.example
+                namespaces: [team-a]
+              - address: https://TEAM-A.example:443/
+              - address: http://team-a.example:80
+              - address: http://team-a.example:443
+            """)
+        self.assertEqual(_names(loaded), [("team-a.example", 500), ("team-a.example:443", 500)])
+        self.assertEqual([n.message for n in notices], [
+            "registries[1]: team-a.example:443 is already configured by registries[0]; "
+            "entry ignored",
+            "registries[2]: team-a.example:80 is already configured by registries[0]; "
+            "entry ignored"])
+
     def test_different_prefixes(self):
         """
         The same host under different prefixes is two registries.
@@ -989,6 +1009,28 @@ class RegistryEntryTests(SynchronousTestCase):
         self.assertIs(loaded.registry_for(parse("nginx")), _by_name(loaded, "docker.io"))
         self.assertIsNone(loaded.registry_for(parse("quay.io/a/b")))
         self.assertIsNone(loaded.registry_for(parse("sealos.hub/a/b")))
+
+    def test_registry_for_default_port(self):
+        """
+        An image names a registry in any case and with or without its
+        scheme's default port (issue 17, #7b): C{team-a.example:443/app} is
+        not sent elsewhere as if no registry held it.
+        """
+        loaded = _config("""
+            address: http://sealos.hub
+            registries:
+              - address: https://team-a.example
+              - address: https://b.example:443
+            """)
+        team_a, b = _by_name(loaded, "team-a.example"), _by_name(loaded, "b.example:443")
+        for image, registry in [("team-a.example:443/app", team_a),
+                                ("Team-A.example/app", team_a),
+                                ("b.example/app", b),
+                                ("b.example:443/app", b),
+                                ("sealos.hub:80/app", loaded.offline),
+                                ("sealos.hub:443/app", None),
+                                ("team-a.example:80/app", None)]:
+            self.assertIs(loaded.registry_for(parse(image)), registry, image)
 
     def test_registry_for_longest_prefix(self):
         """

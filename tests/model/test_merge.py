@@ -183,3 +183,75 @@ class ClusterSettingsErrorTests(SynchronousTestCase):
         _, notices = read_cluster_settings(b"color: blue\nversion: v1\n")
         self.assertEqual([(n.level, n.message) for n in notices], [
             ("warn", "ignoring unknown key color")])
+
+
+class SameRegistryTests(SynchronousTestCase):
+    """
+    A ConfigMap entry for a registry the node's file has, spelled another
+    way, merges with the local entry (issue 17, #7b).
+    """
+
+    LOCAL = b"""
+registries:
+  - address: https://team-a.example
+    auth: a:a-pw
+    namespaces: [team-a]
+    caFile: /etc/team-a/ca.pem
+"""
+
+    def test_spellings_merge(self):
+        """
+        Whatever its case, trailing slash, scheme or default port, the
+        ConfigMap's entry keeps the node's C{namespaces} and C{caFile}; its
+        own keys (address, login) win.
+        """
+        for spelling in ("team-a.example", "https://team-a.example/", "HTTPS://Team-A.example",
+                         "team-a.example/", "https://team-a.example:443", "Team-A.example:443/",
+                         "http://team-a.example"):
+            cluster = "registries: [{{address: '{}', auth: {{username: a, password: new}}}}]\n"
+            document, cfg = merged_config(self.LOCAL, cluster.format(spelling).encode())
+            self.assertEqual(document["registries"], [
+                {"namespaces": ["team-a"], "caFile": "/etc/team-a/ca.pem",
+                 "address": spelling, "auth": "a:new"}], spelling)
+            (registry,) = cfg.registries
+            self.assertEqual((registry.namespaces, registry.tls.ca_file),
+                             (("team-a",), "/etc/team-a/ca.pem"), spelling)
+
+    def test_other_registries_replace(self):
+        """
+        Another port, prefix or host is another registry: the local entry
+        is not carried to it.
+        """
+        for address in ("team-a.example:5000", "team-a.example/proxy", "team-b.example",
+                        "http://team-a.example:443"):
+            document, _ = merged_config(self.LOCAL, "registries: [{{address: '{}'}}]\n".format(
+                address).encode())
+            self.assertEqual(document["registries"], [{"address": address}], address)
+
+    def test_first_local_twin_kept(self):
+        """
+        Of two local entries for one registry, the one the node uses (the
+        first; the second is ignored) is the one merged.
+        """
+        local = b"""
+registries:
+  - {address: https://team-a.example, namespaces: [team-a]}
+  - {address: TEAM-A.example, namespaces: [team-b]}
+"""
+        document, _ = merged_config(local, b"registries: [{address: team-a.example}]\n")
+        self.assertEqual(document["registries"], [
+            {"namespaces": ["team-a"], "address": "team-a.example"}])
+
+    def test_offline_login_follows_the_registry(self):
+        """
+        C{sealos.address} spelled another way (case, default port) is the
+        same registry: the local login stays; moved to http it does not.
+        """
+        local = b"address: https://sealos.hub\nauth: admin:pw\n"
+        for address, auth in [("HTTPS://Sealos.Hub:443/", "admin:pw"),
+                              ("sealos.hub", "admin:pw"),
+                              ("http://sealos.hub", None),
+                              ("sealos.hub:5000", None)]:
+            document, _ = merged_config(local, "sealos: {{address: '{}'}}\n".format(
+                address).encode())
+            self.assertEqual(document.get("auth"), auth, address)

@@ -108,6 +108,101 @@ class ReadTests(SynchronousTestCase):
             "registries[4].podSelector: expected a mapping, got a list",
         ])
 
+    def test_restriction_with_no_value_refused(self):
+        """
+        A restriction written with no value (every item commented out: YAML
+        null) is refused, naming its key, never read as "serve every pod"
+        (issue 17, #7a): C{namespaces}, C{podSelector}, and either key of a
+        selector.
+        """
+        self.assertEqual(_problems("""
+            registries:
+              - address: a.example
+                auth: a:a-pw
+                namespaces:
+                #  - team-a
+              - address: b.example
+                podSelector:
+                #  matchLabels: {team: b}
+              - address: c.example
+                podSelector:
+                  matchLabels:
+                  #  team: c
+              - address: d.example
+                podSelector:
+                  matchExpressions:
+                  #  - {key: team, operator: In, values: [d]}
+                  matchLabels: {tier: gpu}
+            """), [
+            "registries[0].namespaces: empty (no namespace is listed): no pod could use this "
+            "registry; leave the key out to serve every namespace",
+            "registries[1].podSelector: no value: give matchLabels or matchExpressions ({} "
+            "selects every pod), or leave the key out to serve every pod",
+            "registries[2].podSelector.matchLabels: no value: give it one, or leave the key "
+            "out",
+            "registries[3].podSelector.matchExpressions: no value: give it one, or leave the "
+            "key out",
+        ])
+
+    def test_empty_selector_selects_every_pod(self):
+        """
+        An empty C{podSelector} (C{{}}, or empty C{matchLabels} and
+        C{matchExpressions}) selects every pod, as in Kubernetes, but never
+        a pull for no pod; the key left out restricts nothing.
+        """
+        cfg = _config("""
+            registries:
+              - address: https://a.example
+                podSelector: {}
+              - address: https://b.example
+                podSelector: {matchLabels: {}, matchExpressions: []}
+              - address: https://c.example
+            """)
+        restricted = {registry.name: registry.restricted for registry in cfg.registries}
+        self.assertEqual(restricted, {"a.example": True, "b.example": True,
+                                      "c.example": False})
+        self.assertEqual(_names(cfg, Pod("p", "any")), ["a.example", "b.example", "c.example"])
+        self.assertEqual(_names(cfg, None), ["c.example"])
+
+    def test_from_configmap_with_no_value_refused(self):
+        """
+        From the ConfigMap too, a restriction written with no value refuses
+        the ConfigMap, naming its key, rather than being dropped (which left
+        a registry the node's file did not restrict open to every pod).
+        """
+        error = self.assertRaises(config.ConfigError, read_cluster_settings, textwrap.dedent("""
+            registries:
+              - address: https://team-a.example
+                namespaces:
+                #  - team-a
+              - address: https://gpu.example
+                podSelector:
+                #  matchLabels: {tier: gpu}
+              - address: https://web.example
+                podSelector:
+                  matchLabels:
+            """).encode())
+        self.assertEqual(error.problems, [
+            "registries.yaml: registries[0].namespaces: empty (no namespace is listed): no pod "
+            "could use this registry; leave the key out to serve every namespace",
+            "registries.yaml: registries[1].podSelector: no value: give matchLabels or "
+            "matchExpressions ({} selects every pod), or leave the key out to serve every pod",
+            "registries.yaml: registries[2].podSelector.matchLabels: no value: give it one, or "
+            "leave the key out",
+        ])
+
+    def test_from_configmap_warned_once(self):
+        """
+        The ConfigMap's restrictions are checked when it is read, but what
+        is only warned about is told once, when the merged file is read.
+        """
+        settings, notices = read_cluster_settings(
+            b"registries: [{address: a.example, podSelector: {matchLabel: {a: b}}}]\n")
+        self.assertEqual(notices, [])
+        _, notices = schema.load(dump(merge({}, settings)[0]))
+        self.assertEqual([notice.message for notice in notices], [
+            "ignoring unknown key registries[0].podSelector.matchLabel"])
+
     def test_from_configmap(self):
         """
         From the ConfigMap, the keys are merged like C{mirrorOf}: an entry

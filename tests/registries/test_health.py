@@ -227,7 +227,7 @@ class IdleTests(SynchronousTestCase):
         """
         While a pull from a registry is in progress it is checked every
         interval, so a registry that stalls is found down; after the pull,
-        not any more.
+        not any more: not even the check that was due (issue 17).
         """
         checker = self.start()
         checker.pull_started(ONE.name)
@@ -238,8 +238,56 @@ class IdleTests(SynchronousTestCase):
         self.flush(10)
         for _ in range(10):
             self.flush(10)
-        self.assertEqual(len(self.one.seen), 4)
+        self.assertEqual(len(self.one.seen), 3)
         self.assertEqual(self.state(checker, ONE), UP)
+
+    def test_check_cancelled_when_the_last_pull_ends(self):
+        """
+        The check a pull scheduled is cancelled when the last pull from the
+        registry ends, not before: past the interval, an up registry is
+        asked nothing; a new pull checks it again.
+        """
+        checker = self.start()
+        checker.pull_started(ONE.name)
+        checker.pull_started(ONE.name)
+        checker.pull_ended(ONE.name)
+        self.flush(10)
+        self.assertEqual(len(self.one.seen), 2)
+        checker.pull_ended(ONE.name)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.flush(10.5)
+        self.flush(100)
+        self.assertEqual(len(self.one.seen), 2)
+        checker.pull_started(ONE.name)
+        self.flush(10)
+        self.assertEqual(len(self.one.seen), 3)
+
+    def test_checks_kept_when_needed(self):
+        """
+        When the last pull ends, a registry keeps its checks when it is
+        down, not seen yet, or its last check failed.
+        """
+        self.holder.publish(make_config(ONE, TWO, failure_threshold=2))
+        checker = RegistryHealthChecker(self.holder, self.http, self.clock,
+                                        uniform=no_jitter)
+        checker.startService()
+        self.addCleanup(checker.stopService)
+        checker.pull_started(TWO.name)
+        checker.pull_ended(TWO.name)
+        self.flush(0)
+        self.assertEqual((self.state(checker, TWO), len(self.two.seen)), (UP, 1))
+        checker.pull_started(ONE.name)
+        self.one.status = 503
+        self.flush(10)
+        checker.pull_ended(ONE.name)
+        self.assertEqual((self.state(checker, ONE), checker.registries[ONE.name].failures),
+                         (UP, 1))
+        self.flush(10)
+        self.assertEqual((self.state(checker, ONE), len(self.one.seen)), (DOWN, 3))
+        checker.pull_started(ONE.name)
+        checker.pull_ended(ONE.name)
+        self.flush(10)
+        self.assertEqual(len(self.one.seen), 4)
 
     def test_down_checked_until_up(self):
         """
