@@ -108,12 +108,21 @@ class View:
 
         :return: C{(tags, digests)}, lists without duplicates.
         """
-        shown_tags = _unique(name for tag in tags for name in self.tags.get(tag, (tag,)))
-        shown_digests = []
-        for item in digests:
-            repo, at, digest = item.partition("@")
-            shown_digests.extend(name + at + digest for name in self.repos.get(repo, (repo,)))
-        return shown_tags, _unique(shown_digests)
+        return (_unique(name for tag in tags for name in self.requested(tag)),
+                _unique(name for item in digests for name in self.requested(item)))
+
+    def requested(self, name):
+        """
+        :param name: an image name the runtime shows: a tag, or
+            C{repo@digest}.
+        :return: the names it shows as: the tags it was requested by, or
+            the digest in each requested repository; itself when never
+            requested.
+        """
+        repo, at, digest = name.partition("@")
+        if at:
+            return tuple(requested + at + digest for requested in self.repos.get(repo, (repo,)))
+        return self.tags.get(name, (name,))
 
 
 def _build(entries, view):

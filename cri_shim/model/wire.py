@@ -267,17 +267,28 @@ def strings_at(data, path):
     :raise WireError: on bytes that are no message, or a string that is not
         UTF-8.
     """
-    found = []
-    for value_start, value in _values(data, _find(data, path), []):
-        try:
-            found.append(value.decode("utf-8"))
-        except UnicodeDecodeError as e:
-            raise WireError("the string at byte {} is not UTF-8: {}".format(value_start, e))
-    return found
+    return [_text(value_start, value)
+            for value_start, value in _values(data, _find(data, path), [])]
+
+
+def _text(value_start, value):
+    """
+    :return: the string a field's C{value} (bytes from C{value_start})
+        holds.
+    :raise WireError: when it is not UTF-8.
+    """
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise WireError("the string at byte {} is not UTF-8: {}".format(value_start, e))
 
 
 #: C{CreateContainerRequest.sandbox_config} (CRI v1 and v1alpha2).
 CONTAINER_SANDBOX = (3,)
+#: C{ContainerStatusResponse.status.image.image} and C{.status.image_ref}.
+STATUS_IMAGE, STATUS_IMAGE_REF = (1, 8, 1), (1, 9)
+#: C{ListContainersResponse.containers[].image.image} and C{.image_ref}.
+LISTED_IMAGE, LISTED_IMAGE_REF = (1, 4, 1), (1, 5)
 
 
 def messages_at(data, path):
@@ -292,15 +303,18 @@ def messages_at(data, path):
 
 def _spliced(data, fields, start, end, value):
     """
+    :param value: a callable from the string of a field at the end of the
+        path (bytes) to its new bytes.
     :return: C{(pieces, size)}: C{data[start:end]} with the string of
-        every field in C{fields} set to C{value}, as byte pieces, and the
-        length of their concatenation.  Only the strings and the lengths
-        of the fields around them change.
+        every field in C{fields} replaced by C{value}, as byte pieces, and
+        the length of their concatenation.  Only the strings and the
+        lengths of the fields around them change.
     """
     pieces, size, copied = [], end - start, start
     for length_start, value_start, field_end, inner in fields:
         if inner is None:
-            body, body_size = [value], len(value)
+            new = value(bytes(data[value_start:field_end]))
+            body, body_size = [new], len(new)
         else:
             body, body_size = _spliced(data, inner, value_start, field_end, value)
         length = _varint(body_size)
@@ -319,6 +333,31 @@ def replace_strings(data, path, text):
         other byte unchanged.
     :raise WireError: on bytes that are no message.
     """
+    encoded = text.encode("utf-8")
     pieces, _ = _spliced(memoryview(data), _find(data, path), 0, len(data),
-                         text.encode("utf-8"))
+                         lambda old: encoded)
+    return b"".join(pieces)
+
+
+def map_strings(data, path, change):
+    """
+    :param change: a callable from each string at C{path} to its new value
+        (the same string to keep it).
+    :return: C{data} with each string at C{path} changed by C{change}, the
+        lengths of the messages around it adjusted and every other byte
+        unchanged; C{data} itself when no string changes.
+    :raise WireError: on bytes that are no message, or a string that is not
+        UTF-8.
+    """
+    fields = _find(data, path)
+    new = {}
+    for value_start, value in _values(data, fields, []):
+        old = _text(value_start, value)
+        changed = change(old)
+        if changed != old:
+            new[value] = changed.encode("utf-8")
+    if not new:
+        return data
+    pieces, _ = _spliced(memoryview(data), fields, 0, len(data),
+                         lambda old: new.get(old, old))
     return b"".join(pieces)

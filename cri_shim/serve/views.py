@@ -3,8 +3,10 @@
 [worker threads] The node as seen through requested names (config
 C{names: requested}): ImageStatus and ListImages answers show each image
 pulled through the shim under the names it was asked for (the
-L{cri_shim.serve.name_store}'s view), ListImages filters by them, and
-CreateContainer by an image name finds the image the way ImageStatus does.
+L{cri_shim.serve.name_store}'s view), ListImages filters by them,
+CreateContainer by an image name finds the image the way ImageStatus does
+(for the pod it names), and ContainerStatus and ListContainers name each
+container's image as it was requested (the kubelet's pod status shows it).
 
 A response is re-encoded only when a name in it changes, and a
 CreateContainer request only in its image name (L{cri_shim.model.wire}).
@@ -135,6 +137,10 @@ class NameView:
         self._local_name = local_name
         self._list = upstream.unary(methods.path(package, "ImageService", "ListImages"))
         self._create = upstream.unary(methods.path(package, "RuntimeService", "CreateContainer"))
+        self._container_status = upstream.unary(
+            methods.path(package, "RuntimeService", "ContainerStatus"))
+        self._list_containers = upstream.unary(
+            methods.path(package, "RuntimeService", "ListContainers"))
         # The view and the images shown through it (see _present_list).
         self._kept = (None, {})
 
@@ -144,7 +150,9 @@ class NameView:
         """
         handlers = {}
         for service, name in (("ImageService", "ListImages"),
-                              ("RuntimeService", "CreateContainer")):
+                              ("RuntimeService", "CreateContainer"),
+                              ("RuntimeService", "ContainerStatus"),
+                              ("RuntimeService", "ListContainers")):
             path = methods.path(self._package, service, name)
             handlers[path] = grpc.unary_unary_rpc_method_handler(
                 self._metrics.instrument(path, guarded(getattr(self, name), self.log)))
@@ -208,6 +216,40 @@ class NameView:
                            found=found)
         return self._call(self._create, wire.replace_strings(raw, wire.CONTAINER_IMAGE, found),
                           context)
+
+    def ContainerStatus(self, raw, context):
+        """
+        The container's status, its image under the name it was requested
+        by (C{image_ref} in the requested repository, with its digest).
+        """
+        return self._show_images(self._container_status, raw, context,
+                                 (wire.STATUS_IMAGE, wire.STATUS_IMAGE_REF))
+
+    def ListContainers(self, raw, context):
+        """
+        The containers, each image under the name it was requested by.
+        """
+        return self._show_images(self._list_containers, raw, context,
+                                 (wire.LISTED_IMAGE, wire.LISTED_IMAGE_REF))
+
+    def _show_images(self, call, raw, context, paths):
+        """
+        :return: the runtime's answer to C{call}, the image names at
+            C{paths} shown as requested (each as the first name it was
+            requested by); re-encoded only where a name changes.
+        """
+        answer = self._call(call, raw, context)
+        view = self._store.view
+        if not (view.targets and shows_requested(self._holder.current)):
+            return answer
+        try:
+            shown = answer
+            for path in paths:
+                shown = wire.map_strings(shown, path, lambda name: view.requested(name)[0])
+        except wire.WireError:
+            # Not ours to judge: the caller gets what the runtime said.
+            return answer
+        return shown
 
     def _pod(self, raw):
         """

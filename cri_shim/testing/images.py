@@ -7,15 +7,35 @@ or by its ID, listed by ListImages, and removed with all its names.
 
 import hashlib
 
+from cri_shim.model import wire
 from cri_shim.testing.runtime import FakeRuntime
 
 
 class ImageRuntime(FakeRuntime):
     """
-    L{FakeRuntime} with named images.
+    L{FakeRuntime} with named images, and containers that name theirs as
+    containerd does (by the image's first tag and C{repo@digest}).
 
     :ivar images: image name (tag or digest form) -> image ID.
+    :ivar containers: container ID -> C{(image name, image ref)} as the
+        runtime reports them (strings, or bytes that may be no UTF-8); ContainerStatus and ListContainers answer
+        from it, with an unknown field in each container.
     """
+
+    def __init__(self, *args, **kwargs):
+        FakeRuntime.__init__(self, *args, **kwargs)
+        self.containers = {}
+
+    def container(self, container_id, status=False):
+        """
+        :return: the encoded C{ContainerStatus} (or, not C{status}, the
+            C{Container}) of C{container_id}.
+        """
+        image, image_ref = (name if isinstance(name, bytes) else name.encode()
+                            for name in self.containers[container_id])
+        image_field, ref_field = (8, 9) if status else (4, 5)
+        return (wire.field(1, container_id.encode()) + wire.field(image_field, wire.field(1, image))
+                + wire.field(ref_field, image_ref) + wire.field(999, b"future"))
 
     def digest(self, image_id):
         """
@@ -76,4 +96,13 @@ class ImageRuntime(FakeRuntime):
             for name in [name for name, held in self.images.items() if held == image_id]:
                 del self.images[name]
             return b""
+        if method in ("ContainerStatus", "ListContainers"):
+            self._record(path, raw, context)
+            self._fail_if(method, context)
+            if method == "ListContainers":
+                return b"".join(wire.field(1, self.container(container_id))
+                                for container_id in sorted(self.containers))
+            container_id = wire.strings_at(raw, (1,))[-1]
+            return wire.field(1, self.container(container_id, status=True))
         return FakeRuntime._unary(self, path, raw, context)
+

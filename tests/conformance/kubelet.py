@@ -1,9 +1,8 @@
 """
 A real kubelet (``make kubelet``) in front of the shim: a sandbox node
 (:mod:`dev.node`), two sandbox registries, the shim, and a standalone
-kubelet (:mod:`dev.kubelet_node`) whose image service is the shim's socket
-and whose runtime service is containerd's, running one static pod of
-``nginx:latest``.
+kubelet (:mod:`dev.kubelet_node`) whose image and runtime services are both
+the shim's socket, running one static pod of ``nginx:latest``.
 
 - The shim's registry (``address:``, with a login) holds a stand-in
   ``library/nginx:latest`` (:mod:`dev.critest_images`' web server image), so
@@ -229,7 +228,9 @@ def run(runtime="containerd 2.4", keep=False):
     """
     shim_node, containerd = make_node(runtime)
     directory = shim_node.sandbox.directory
-    kubelet = kubelet_node.Kubelet(os.path.join(directory, "k"), containerd.socket,
+    # Every CRI call through the shim, as README's optional
+    # containerRuntimeEndpoint has it: the pod status reads ContainerStatus.
+    kubelet = kubelet_node.Kubelet(os.path.join(directory, "k"), shim_node.socket,
                                    shim_node.socket)
     result = Result(runtime, containerd.version, directory=directory)
     try:

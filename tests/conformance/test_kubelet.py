@@ -55,16 +55,12 @@ class _KubeletMixin:
         """
         The kubelet's pod status names the image as the pod spec asked for
         it, in the requested repository with the real digest, not the
-        registry the shim pulled it from.
+        registry the shim pulled it from: the kubelet's RuntimeService goes
+        through the shim, which shows ContainerStatus's image as requested.
         """
         self.assertEqual(self.result.status_images, [
             (kubelet.STAND_IN,
              "docker.io/library/nginx@" + self.result.stand_in_digest)])
-
-    test_status_names_requested.todo = (
-        "the pod status' image comes from the runtime's ContainerStatus, and this kubelet "
-        "reaches containerd directly for the RuntimeService (only images go through the "
-        "shim): containerd names the container's image by the registry's tag")
 
     def test_pull_rewritten(self):
         """

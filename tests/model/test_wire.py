@@ -86,6 +86,25 @@ class WireTests(SynchronousTestCase):
             API.ImageSpec(image="nginx", annotations={"z": "1", "a": "2"}).SerializeToString(
                 deterministic=True)])
 
+    def test_map_strings(self):
+        """
+        Each string at a path is changed on its own; the rest, and strings
+        left alone, are kept byte for byte; with no change the bytes given
+        come back as they are.
+        """
+        listed = b"".join(_field(1, _field(4, _field(1, name)) + UNKNOWN)
+                          for name in (b"hub/a:1", b"keep:1", b"hub/b:1" * 30))
+        changed = wire.map_strings(listed, (1, 4, 1), lambda name: name.replace("hub/", "x/"))
+        self.assertEqual(changed, b"".join(_field(1, _field(4, _field(1, name)) + UNKNOWN)
+                                           for name in (b"x/a:1", b"keep:1",
+                                                        b"x/b:1" * 30)))
+        self.assertIs(wire.map_strings(listed, (1, 4, 1), lambda name: name), listed)
+        self.assertEqual(wire.map_strings(b"", (1, 4, 1), lambda name: "x"), b"")
+        with self.assertRaises(WireError) as caught:
+            wire.map_strings(_field(1, _field(4, _field(1, b"ok")) + _field(4, _field(1, b"\xff"))),
+                             (1, 4, 1), lambda name: name)
+        self.assertIn("not UTF-8", str(caught.exception))
+
     def test_every_occurrence(self):
         """
         Every occurrence is replaced (a decoder merges repeated messages and

@@ -11,7 +11,7 @@ import attr
 from twisted.logger import LogLevel, capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 
-from cri_shim.model import config
+from cri_shim.model import config, wire
 from cri_shim.serve.name_store import NameStore
 from cri_shim.testing.images import ImageRuntime
 from tests.serve.test_image_service import UNKNOWN_FIELD, ShimTestMixin
@@ -171,6 +171,63 @@ class ViewTestsMixin(ViewHarness):
             self.raw("RuntimeService", "CreateContainer")(body, timeout=10)
         self.assertEqual([raw for _, raw, _, _ in self.runtime_calls("CreateContainer")],
                          bodies)
+
+    # -- ContainerStatus and ListContainers -------------------------------------
+
+    def container_call(self, method, container_id=""):
+        body = _field(1, container_id.encode()) if container_id else b""
+        return self.raw("RuntimeService", method)(body, timeout=10)
+
+    def test_container_status_shows_requested_name(self):
+        """
+        ContainerStatus names the image of a container as it was requested,
+        its image ref in the requested repository with the real digest;
+        every other byte is as the runtime sent it.
+        """
+        image_id = self.pull_nginx()
+        digest = self.runtime.digest(image_id)
+        self.runtime.containers["c1"] = (HUB, "sealos.hub:5000/library/nginx@" + digest)
+        answer = self.container_call("ContainerStatus", "c1")
+        self.runtime.containers["c1"] = ("docker.io/library/nginx:latest",
+                                         "docker.io/library/nginx@" + digest)
+        self.assertEqual(answer, wire.field(1, self.runtime.container("c1", status=True)))
+
+    def test_list_containers_shows_requested_names(self):
+        """
+        ListContainers names each container's image as it was requested;
+        images never pulled through the shim, and images named by ID, are
+        left as they are.
+        """
+        image_id = self.pull_nginx()
+        digest = self.runtime.digest(image_id)
+        self.runtime.containers.update({
+            "a": (HUB, "sealos.hub:5000/library/nginx@" + digest),
+            "b": ("quay.io/team/app:1", "quay.io/team/app@" + digest),
+            "c": (image_id, image_id)})
+        answer = self.container_call("ListContainers")
+        self.runtime.containers["a"] = ("docker.io/library/nginx:latest",
+                                        "docker.io/library/nginx@" + digest)
+        self.assertEqual(answer, b"".join(wire.field(1, self.runtime.container(name))
+                                          for name in "abc"))
+
+    def test_containers_as_the_runtime_says(self):
+        """
+        With nothing remembered, with C{names: registry}, or when the
+        runtime's answer is no message, container answers are relayed as
+        they came.
+        """
+        self.runtime.containers["a"] = (HUB, "sealos.hub:5000/library/nginx@sha256:" + "1" * 64)
+        expected = wire.field(1, self.runtime.container("a"))
+        self.assertEqual(self.container_call("ListContainers"), expected)
+        self.pull_nginx()
+        self.use_names(config.NAMES_REGISTRY)
+        self.assertEqual(self.container_call("ListContainers"), expected)
+        self.assertEqual(self.container_call("ContainerStatus", "a"),
+                         wire.field(1, self.runtime.container("a", status=True)))
+        self.use_names(config.NAMES_REQUESTED)
+        self.runtime.containers["a"] = (HUB, b"\xff")
+        self.assertEqual(self.container_call("ListContainers"),
+                         wire.field(1, self.runtime.container("a")))
 
     # -- the store ---------------------------------------------------------------
 
