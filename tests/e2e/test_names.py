@@ -79,7 +79,7 @@ class NamesTests(_NodeMixin, unittest.SynchronousTestCase):
         """
         self.start()
         self.pull("busybox")
-        self.assertEqual(self.stored_names(), [[BUSYBOX, self.stored]])
+        self.assertEqual(self.stored_names(), [[BUSYBOX, self.stored, []]])
         self.assertEqual(os.stat(self.store_path).st_mode & 0o777, 0o600)
         self.restart()
         self.assertShowsRequested()
@@ -115,7 +115,7 @@ class NamesTests(_NodeMixin, unittest.SynchronousTestCase):
         self.start()
         self.pull("busybox")
         self.assertShowsRequested()
-        self.assertEqual(self.stored_names(), [[BUSYBOX, self.stored]])
+        self.assertEqual(self.stored_names(), [[BUSYBOX, self.stored, []]])
         self.assertEqual(self.node.shim_log().count("names store {} unusable".format(
             self.store_path)), 1)
 
