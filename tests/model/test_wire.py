@@ -341,3 +341,42 @@ class CostTests(SynchronousTestCase):
             for function, args in ((strings_at, ()), (replace_strings, ("b",))):
                 self.assertLess(_cost(function, request, CONTAINER_IMAGE, *args),
                                 12 * _cost(_loop, 4 * self.count), function)
+
+
+class SplitTests(SynchronousTestCase):
+    """
+    L{wire.split} and L{wire.field}, which ListImages answers go through.
+    """
+
+    def test_split(self):
+        """
+        Each top-level field is told with its number, wire type, start,
+        value start and end: one-byte and longer tags and lengths, every
+        wire type, a ten-byte length and a two-byte field at the end.
+        """
+        fields = [_any_field(1, 2, b"x" * 200), _any_field(1, 0, b"\x96\x01"),
+                  _any_field(1, 1, bytes(8)), _any_field(1, 5, bytes(4)),
+                  _any_field(20, 2, b"abc"), _any_field(1, 2, b"y", 0, 9), _field(1, b"")]
+        raw = b"".join(fields)
+        expected, start = [], 0
+        for piece, (number, kind, value_start) in zip(fields, [
+                (1, 2, 3), (1, 0, 1), (1, 1, 1), (1, 5, 1), (20, 2, 3), (1, 2, 11), (1, 2, 2)]):
+            expected.append((number, kind, start, start + value_start, start + len(piece)))
+            start += len(piece)
+        self.assertEqual(wire.split(raw), expected)
+        self.assertEqual(wire.split(b""), [])
+
+    def test_split_refuses(self):
+        """
+        Field number 0, truncated fields and a lone tag raise L{WireError}.
+        """
+        for data in [b"\x02\x00\x00", b"\x0a\x05ab", b"\x0a", b"\x09" + bytes(7),
+                     b"\x0d" + bytes(3)]:
+            self.assertRaises(WireError, wire.split, data)
+
+    def test_field(self):
+        """
+        L{wire.field} encodes a length-delimited field as protobuf does.
+        """
+        self.assertEqual(wire.field(1, b"x"), b"\x0a\x01x")
+        self.assertEqual(wire.field(20, b"y" * 200), _any_field(20, 2, b"y" * 200))
