@@ -11,14 +11,18 @@ from functools import partial
 
 import yaml
 from twisted.internet import reactor
-from twisted.internet.defer import DeferredList, inlineCallbacks
+from twisted.internet.defer import DeferredList, inlineCallbacks, succeed
 from twisted.internet.ssl import Certificate, PrivateCertificate
+from twisted.internet.testing import StringTransport
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import LogLevel, capturedLogs
+from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
+from twisted.web.client import ResponseDone
 from twisted.web.resource import Resource
 
 from cri_shim.sync import cluster as kube_cluster
+from cri_shim.sync import apiclient
 from cri_shim.sync.apiclient import RotatingClient, http_for
 from cri_shim.sync.kube import find_cluster
 from cri_shim.testing import FakeReactor, make_ca, make_cert
@@ -206,6 +210,91 @@ class RotationTests(_FilesMixin, TestCase):
         self.point_at("kubelet-client-new.pem")
         self.assertEqual((yield self.get()), 200)
         self.assertEqual(self.api.seen[-1], "system:node:new")
+
+
+class _Response:
+    """
+    A response whose body, C{body}, is delivered at once, unless its reader
+    stops the transport.
+    """
+
+    def __init__(self, code, body=b""):
+        self.code = code
+        self.length = len(body)
+        self.body = body
+        self.transport = StringTransport()
+
+    def deliverBody(self, protocol):
+        protocol.makeConnection(self.transport)
+        protocol.dataReceived(self.body)
+        if self.transport.producerState != "stopped":
+            protocol.connectionLost(Failure(ResponseDone()))
+
+
+class _Fakes:
+    """
+    The client's HTTP client, pool and files: C{responses} answer the
+    requests in turn; C{changed} answers the checks of the files in turn.
+    """
+
+    def __init__(self, responses, changed):
+        self.responses = list(responses)
+        self.changed = list(changed)
+        self.requests = []
+        self.checks = []
+        self.closed = 0
+
+    def request(self, method, url, **kwargs):
+        self.requests.append((method, url, kwargs))
+        return succeed(self.responses.pop(0))
+
+    def refresh(self, run, force=False):
+        self.checks.append((run, force))
+        return succeed(self.changed.pop(0))
+
+    def closeCachedConnections(self):
+        self.closed += 1
+
+
+class RotatingClientTests(SynchronousTestCase):
+    """
+    L{RotatingClient} with a fake HTTP client and files.
+    """
+
+    def client(self, responses, changed):
+        self.fakes = _Fakes(responses, changed)
+        return RotatingClient(self.fakes, self.fakes, self.fakes, "run")
+
+    def test_401_forces_a_read(self):
+        """
+        After a 401 the files are read even if they look unchanged (a
+        forced check), and when that changes them the refusal is read, the
+        idle connections closed and the request sent again, as it was.
+        """
+        refusal, answer = _Response(401, b"no"), _Response(200)
+        http = self.client([refusal, answer], [False, True])
+        self.assertIs(self.successResultOf(http.get("https://api/x", headers={"a": ["b"]})),
+                      answer)
+        self.assertEqual(self.fakes.checks, [("run", False), ("run", True)])
+        self.assertEqual(self.fakes.requests, [("GET", "https://api/x", {"headers": {
+            "a": ["b"]}})] * 2)
+        self.assertEqual(self.fakes.closed, 1)
+        self.assertEqual(refusal.transport.producerState, "producing")
+
+    def test_401_refusal_read_capped(self):
+        """
+        Of a 401's body at most L{apiclient.MAX_REFUSAL} bytes are read; a
+        longer one is cut off (its connection dropped), and the request is
+        sent again all the same.
+        """
+        for size, state in [(apiclient.MAX_REFUSAL, "producing"),
+                            (apiclient.MAX_REFUSAL + 1, "stopped")]:
+            refusal, answer = _Response(401, b"x" * size), _Response(200)
+            http = self.client([refusal, answer], [False, True])
+            self.assertIs(self.successResultOf(http.request("POST", "https://api/y")), answer)
+            self.assertEqual((refusal.transport.producerState, len(self.fakes.requests)),
+                             (state, 2), size)
+        self.assertEqual(apiclient.MAX_REFUSAL, 64 * 1024)
 
 
 class ClientFilesTests(_FilesMixin, SynchronousTestCase):

@@ -7,11 +7,11 @@ on a fake clock.
 import json
 
 from twisted.internet.task import Clock
-from twisted.logger import LogLevel, capturedLogs
+from twisted.logger import LogLevel, capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
 from cri_shim.sync import pacing
-from cri_shim.sync.pacing import IDENTITY, NAMESPACE, Gate, Holds, refusal
+from cri_shim.sync.pacing import IDENTITY, NAMESPACE, Gate, Holds, TokenBucket, refusal
 
 
 def status(message, causes=None, code=403, reason="Forbidden"):
@@ -39,7 +39,50 @@ RBAC = status(
     'API group "" in the namespace "team-a"')
 
 
+class TokenBucketTests(SynchronousTestCase):
+    def setUp(self):
+        self.clock = Clock()
+        # Not at 0: the refill counts from when the bucket was made.
+        self.clock.advance(100)
+
+    def test_burst_then_rate(self):
+        """
+        C{burst} tokens are taken at once, one at a time; then C{take} says
+        how long until the next, which comes at C{rate} a second.
+        """
+        bucket = TokenBucket(2.0, 3, self.clock.seconds)
+        self.assertEqual([bucket.take() for _ in range(3)], [0, 0, 0])
+        self.assertEqual(bucket.take(), 0.5)
+        self.clock.advance(0.25)
+        self.assertEqual(bucket.take(), 0.25)
+        self.clock.advance(0.25)
+        self.assertEqual((bucket.take(), bucket.take()), (0, 0.5))
+
+    def test_one_token(self):
+        """
+        A single token saved up is taken.
+        """
+        bucket = TokenBucket(1.0, 1, self.clock.seconds)
+        self.assertEqual((bucket.take(), bucket.take()), (0, 1))
+        self.clock.advance(1)
+        self.assertEqual(bucket.take(), 0)
+
+    def test_saved_up_to_burst(self):
+        """
+        However long it waits, at most C{burst} tokens are saved up.
+        """
+        bucket = TokenBucket(2.0, 2, self.clock.seconds)
+        self.clock.advance(1000)
+        self.assertEqual([bucket.take() for _ in range(3)], [0, 0, 0.5])
+
+
 class RefusalTests(SynchronousTestCase):
+    def test_scopes(self):
+        """
+        The two scopes are told apart, and from "not a refusal".
+        """
+        self.assertEqual(len({None, NAMESPACE, IDENTITY}), 3)
+
     def test_namespace(self):
         """
         A namespace being terminated (by its cause, or its words alone) and
@@ -56,14 +99,17 @@ class RefusalTests(SynchronousTestCase):
         self.assertEqual(scope, NAMESPACE)
         self.assertTrue(why.startswith("over the namespace's quota (events "), why)
         self.assertEqual(refusal(403, status('events "x" is forbidden: failed quota: q: '
-                                             'must specify limits'))[0], NAMESPACE)
+                                             'must specify limits')),
+                         (NAMESPACE, "over the namespace's quota (events \"x\" is forbidden: "
+                          "failed quota: q: must specify limits)"))
 
     def test_identity(self):
         """
         A 401, whatever it says, and an authorizer's denial are the
         identity's.
         """
-        self.assertEqual(refusal(401, b"")[0], IDENTITY)
+        self.assertEqual(refusal(401, b""),
+                         (IDENTITY, "the API server does not accept the credentials"))
         self.assertEqual(refusal(401, TERMINATING)[0], IDENTITY)
         self.assertEqual(refusal(403, RBAC), (IDENTITY, json.loads(RBAC)["message"]))
         self.assertEqual(refusal(403, status(
@@ -83,6 +129,14 @@ class RefusalTests(SynchronousTestCase):
         self.assertEqual(refusal(403, b"\xff not json"), (NAMESPACE, "403 without a message"))
         self.assertEqual(refusal(403, b"[1]"), (NAMESPACE, "403 without a message"))
         self.assertEqual(refusal(403, status("x", causes="nope"))[0], NAMESPACE)
+
+    def test_message_capped(self):
+        """
+        The message kept is at most 300 characters, its whitespace runs made
+        single spaces.
+        """
+        self.assertEqual(refusal(403, status("a\n\t b" + "c" * 400)),
+                         (NAMESPACE, "a b" + "c" * 297))
 
     def test_not_refusals(self):
         """
@@ -175,8 +229,11 @@ class GateTests(SynchronousTestCase):
         [warning] = [e for e in captured if e["log_level"] == LogLevel.warn]
         self.assertEqual((warning["namespace"], warning["retry"], warning["max_hold"]),
                          ("team-a", pacing.NAMESPACE_HOLD, pacing.MAX_HOLD))
+        self.assertEqual(formatEvent(warning),
+                         "pod events for namespace team-a held back: the API server refused one "
+                         "(403: being terminated); trying again in 60s, backing off up to 3600s")
         [again] = [e for e in captured if e["log_level"] == LogLevel.info]
-        self.assertEqual(again["namespace"], "team-a")
+        self.assertEqual(formatEvent(again), "pod events for namespace team-a are posted again")
 
     def test_identity_hold(self):
         """
@@ -198,6 +255,11 @@ class GateTests(SynchronousTestCase):
         [error] = [e for e in captured if e["log_level"] == LogLevel.error]
         self.assertEqual((error["identity"], error["code"], error["retry"]),
                          (_Cluster.identity, 403, pacing.IDENTITY_HOLD))
+        self.assertEqual(formatEvent(error),
+                         "pod events off: user 'system:node:worker-1' (from "
+                         "/etc/kubernetes/kubelet.conf) may not create events (403 cannot "
+                         "create); trying again in 300s, backing off up to 3600s; set events: "
+                         "false to silence this")
         self.assertEqual([e["log_format"] for e in captured if e["log_level"] == LogLevel.info],
                          ["pod events are posted again"])
 
