@@ -44,10 +44,13 @@ def skip_reason(binary):
 def _names(state_dir):
     """
     :return: the shim's names store as ``{requested: stored}``, read from
-        its file.
+        its file (crictl's pulls carry no pod: every name is in the
+        unrestricted scope).
     """
     with open(os.path.join(state_dir, "names.json"), encoding="utf-8") as f:
-        return dict(json.load(f)["names"])
+        entries = json.load(f)["names"]
+    assert all(scope == [] for _, _, scope in entries), entries
+    return {requested: stored for requested, stored, _ in entries}
 
 
 def _table(text):
